@@ -1,0 +1,95 @@
+"""Family names and how to build an estimator from a name and a dict of options.
+
+Families load lazily so that importing :mod:`sbiserve.models` does not import ``sbi``
+(slow) unless the ``npe`` baseline is used.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from .base import EstimatorConfig, PosteriorEstimator
+from .errors import ConfigError
+from .support import BoxPrior
+from .training import TrainConfig
+
+# name -> "module:Class", relative to this package.
+_FAMILIES: dict[str, str] = {
+    "energy_flow": "energy_flow:EnergyFlow",
+    "semi_autoregressive_energy_flow": (
+        "semi_autoregressive_energy_flow:SemiAutoregressiveEnergyFlow"
+    ),
+}
+
+
+def register_family(name: str, target: str) -> None:
+    """Adds a family under ``name``; ``target`` is ``"module:Class"`` in this package."""
+    _FAMILIES[name] = target
+
+
+def family_names() -> list[str]:
+    """Names of every available family."""
+    return list(_FAMILIES)
+
+
+def get_family(name: str) -> type[PosteriorEstimator]:
+    """Returns the estimator class of a family, or raises :class:`ConfigError`."""
+    try:
+        module, cls = _FAMILIES[name].split(":")
+    except KeyError:
+        raise ConfigError(f"unknown family {name!r}; available: {family_names()}") from None
+    family: type[PosteriorEstimator] = getattr(
+        importlib.import_module(f".{module}", __package__), cls
+    )
+    return family
+
+
+def split_options(
+    family: str, options: dict[str, Any] | None
+) -> tuple[EstimatorConfig, TrainConfig]:
+    """Splits one flat dict of hyperparameters into the family's and the training config.
+
+    Raises:
+        ConfigError: For a key that belongs to neither, naming the known keys.
+    """
+    options = dict(options or {})
+    config_class = get_family(family).config_class
+    model_keys, train_keys = set(config_class.field_names()), set(TrainConfig.field_names())
+    unknown = sorted(set(options) - model_keys - train_keys)
+    if unknown:
+        raise ConfigError(
+            f"unknown hyperparameter(s) {unknown} for family {family!r}; model options: "
+            f"{sorted(model_keys)}; training options: {sorted(train_keys)}"
+        )
+    model = config_class.from_dict({k: v for k, v in options.items() if k in model_keys})
+    train = TrainConfig.from_dict({k: v for k, v in options.items() if k in train_keys})
+    return model, train
+
+
+def build_estimator(
+    family: str,
+    theta_dim: int,
+    x_dim: int,
+    config: EstimatorConfig | dict[str, Any] | None = None,
+    prior: BoxPrior | dict[str, Any] | None = None,
+) -> PosteriorEstimator:
+    """Builds an untrained estimator of ``family``.
+
+    Arguments:
+        family: A name from :func:`family_names`.
+        theta_dim: Number of parameters.
+        x_dim: Number of observed features.
+        config: The family's configuration, or a dict of its options.
+        prior: A :class:`BoxPrior` or its dict form; ``None`` for an unbounded prior.
+    """
+    cls = get_family(family)
+    if not isinstance(config, EstimatorConfig):
+        config = cls.config_class.from_dict(config)
+    elif not isinstance(config, cls.config_class):
+        raise ConfigError(
+            f"family {family!r} needs a {cls.config_class.__name__}, got {type(config).__name__}"
+        )
+    if isinstance(prior, dict):
+        prior = BoxPrior.from_dict(prior)
+    return cls(theta_dim, x_dim, config, prior)

@@ -1,0 +1,283 @@
+"""The one training loop every family uses: :func:`fit`.
+
+It validates the simulations once, fits the estimator's standardization on the training
+split, then runs mini-batch Adam on ``estimator.loss`` with gradient clipping, a
+learning-rate schedule, an optional exponential moving average (EMA) of the weights, and
+early stopping on the validation loss with the best weights restored. Between steps it
+calls the caller's cancellation check; after each epoch, the progress callback.
+
+Example:
+    >>> from sbiserve.models import EnergyFlow, TrainConfig, fit
+    >>> theta = torch.randn(512, 2); x = theta + 0.1 * torch.randn(512, 2)
+    >>> result = fit(EnergyFlow(2, 2), theta, x, TrainConfig(max_epochs=2))
+    >>> result.epochs
+    2
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+from .base import PosteriorEstimator
+from .config import Config, require
+from .errors import ConfigError, TrainingCancelled
+from .validation import check_features, check_pairs
+
+SCHEDULES = ("plateau", "cosine", "constant")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig(Config):
+    """Options of :func:`fit`.
+
+    Arguments:
+        max_epochs: Upper bound on passes over the training split.
+        batch_size: Pairs per optimizer step.
+        learning_rate: Adam's initial learning rate.
+        weight_decay: Adam's (decoupled, AdamW) weight decay.
+        validation_fraction: Share of the simulations held out for early stopping.
+        patience: Epochs without a better validation loss before stopping.
+        clip_grad_norm: Largest gradient norm per step (0 turns clipping off).
+        lr_schedule: ``plateau`` (halve on stalls), ``cosine`` (to ``max_epochs``) or
+            ``constant``.
+        ema_decay: Decay of the weights' exponential moving average, which is what is
+            validated and kept (0 turns it off). Energy-score training is noisy near its
+            optimum; averaging the weights removes most of that noise.
+        seed: Seed of the split, the batches and the initialization.
+        device: ``auto`` (cuda when available), ``cpu``, ``cuda`` or ``cuda:N``.
+        max_seconds: Wall-clock budget for training (0 means none).
+    """
+
+    max_epochs: int = 1000
+    batch_size: int = 256
+    learning_rate: float = 1e-3
+    weight_decay: float = 0.0
+    validation_fraction: float = 0.1
+    patience: int = 30
+    clip_grad_norm: float = 5.0
+    lr_schedule: str = "plateau"
+    ema_decay: float = 0.995
+    seed: int = 0
+    device: str = "auto"
+    max_seconds: float = 0.0
+
+    def validate(self) -> None:
+        require(self.max_epochs >= 1, "max_epochs must be >= 1")
+        require(self.batch_size >= 1, "batch_size must be >= 1")
+        require(self.learning_rate > 0, "learning_rate must be > 0")
+        require(self.weight_decay >= 0, "weight_decay must be >= 0")
+        require(0 < self.validation_fraction < 1, "validation_fraction must lie in (0, 1)")
+        require(self.patience >= 1, "patience must be >= 1")
+        require(self.clip_grad_norm >= 0, "clip_grad_norm must be >= 0")
+        require(self.lr_schedule in SCHEDULES, f"lr_schedule must be one of {SCHEDULES}")
+        require(0 <= self.ema_decay < 1, "ema_decay must lie in [0, 1)")
+        require(self.max_seconds >= 0, "max_seconds must be >= 0")
+        require(
+            self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda"),
+            f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}",
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class EpochInfo:
+    """What the progress callback receives after each epoch."""
+
+    epoch: int
+    max_epochs: int
+    train_loss: float
+    val_loss: float
+    best_val_loss: float
+    learning_rate: float
+    elapsed_s: float
+
+
+@dataclasses.dataclass
+class FitResult:
+    """Summary of a finished training run (losses per epoch, timings)."""
+
+    epochs: int
+    best_epoch: int
+    best_val_loss: float
+    train_losses: list[float]
+    val_losses: list[float]
+    wall_time_s: float
+    stopped_early: bool
+    num_train: int
+    num_val: int
+    device: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        return dataclasses.asdict(self)
+
+
+def resolve_device(name: str) -> torch.device:
+    """Maps ``auto`` to cuda when available, else cpu; checks an explicit cuda request."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r} was asked for but no CUDA device is available")
+    return device
+
+
+def _split(num: int, fraction: float, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    """Random train/validation row indices; both non-empty."""
+    num_val = min(max(1, round(fraction * num)), num - 1)
+    perm = torch.randperm(num, generator=generator)
+    return perm[num_val:], perm[:num_val]
+
+
+@torch.no_grad()
+def _mean_loss(
+    model: PosteriorEstimator, theta: Tensor, x: Tensor, batch_size: int, seed: int
+) -> float:
+    """Mean loss over a data set, with fixed noise so epochs compare fairly."""
+    devices = [theta.device] if theta.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        total = 0.0
+        for start in range(0, theta.shape[0], batch_size):
+            stop = start + batch_size
+            total += float(model.loss(theta[start:stop], x[start:stop]).sum())
+    return total / theta.shape[0]
+
+
+def fit(
+    estimator: PosteriorEstimator,
+    theta: Tensor,
+    x: Tensor,
+    config: TrainConfig | None = None,
+    progress: Callable[[EpochInfo], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> FitResult:
+    """Trains ``estimator`` on simulations ``(theta, x)`` in place.
+
+    Arguments:
+        estimator: Any family; its standardization is fitted on the training split.
+        theta: Parameters, shape ``(N, D)``, inside the estimator's prior.
+        x: Simulator outputs, shape ``(N, L)``.
+        config: Training options.
+        progress: Called after every epoch with an :class:`EpochInfo`.
+        should_stop: Called between steps; returning true raises :class:`TrainingCancelled`.
+
+    Returns:
+        A :class:`FitResult`. The estimator holds the best weights (EMA weights when
+        ``ema_decay > 0``) and stays on the training device.
+    """
+    config = config or TrainConfig()
+    theta, x = check_pairs(theta, x)
+
+    check_features(theta, estimator.theta_dim, "theta")
+    check_features(x, estimator.x_dim, "x")
+    device = resolve_device(config.device)
+    generator = torch.Generator().manual_seed(config.seed)
+    torch.manual_seed(config.seed)
+    train_idx, val_idx = _split(theta.shape[0], config.validation_fraction, generator)
+    estimator.fit_standardization(theta[train_idx], x[train_idx])
+    estimator.to(device)
+    theta, x = theta.to(device), x.to(device)
+    theta_train, x_train = theta[train_idx.to(device)], x[train_idx.to(device)]
+    theta_val, x_val = theta[val_idx.to(device)], x[val_idx.to(device)]
+
+    optimizer = torch.optim.AdamW(
+        estimator.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+    )
+    scheduler: Any = None
+    if config.lr_schedule == "plateau":
+        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, factor=0.5, patience=max(1, config.patience // 3)
+        )
+    elif config.lr_schedule == "cosine":
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, config.max_epochs)
+    ema = (
+        AveragedModel(estimator, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay))
+        if config.ema_decay > 0
+        else None
+    )
+    evaluated: PosteriorEstimator = ema.module if ema is not None else estimator  # type: ignore[assignment]
+
+    best_val, best_epoch, best_state = math.inf, 0, copy.deepcopy(evaluated.state_dict())
+    train_losses: list[float] = []
+    val_losses: list[float] = []
+    start_time = time.perf_counter()
+    stopped_early = False
+    num_train = theta_train.shape[0]
+    epoch = 0
+    for epoch in range(1, config.max_epochs + 1):
+        estimator.train()
+        perm = torch.randperm(num_train, generator=generator).to(device)
+        total = 0.0
+        for start in range(0, num_train, config.batch_size):
+            if should_stop is not None and should_stop():
+                raise TrainingCancelled(f"training was cancelled during epoch {epoch}")
+            batch = perm[start : start + config.batch_size]
+            loss = estimator.loss(theta_train[batch], x_train[batch]).mean()
+            if not torch.isfinite(loss):
+                raise FloatingPointError(
+                    f"the training loss became {float(loss)} in epoch {epoch}; "
+                    "try a smaller learning_rate or clip_grad_norm"
+                )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if config.clip_grad_norm > 0:
+                torch.nn.utils.clip_grad_norm_(estimator.parameters(), config.clip_grad_norm)
+            optimizer.step()
+            if ema is not None:
+                ema.update_parameters(estimator)
+            total += float(loss.detach()) * batch.shape[0]
+        train_losses.append(total / num_train)
+
+        evaluated.eval()
+        val_loss = _mean_loss(evaluated, theta_val, x_val, 4096, config.seed + 1)
+        val_losses.append(val_loss)
+        if val_loss < best_val:
+            best_val, best_epoch = val_loss, epoch
+            best_state = copy.deepcopy(evaluated.state_dict())
+        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            scheduler.step(val_loss)
+        elif scheduler is not None:
+            scheduler.step()
+        elapsed = time.perf_counter() - start_time
+        if progress is not None:
+            progress(
+                EpochInfo(
+                    epoch=epoch,
+                    max_epochs=config.max_epochs,
+                    train_loss=train_losses[-1],
+                    val_loss=val_loss,
+                    best_val_loss=best_val,
+                    learning_rate=optimizer.param_groups[0]["lr"],
+                    elapsed_s=elapsed,
+                )
+            )
+        if epoch - best_epoch >= config.patience:
+            stopped_early = True
+            break
+        if config.max_seconds and elapsed >= config.max_seconds:
+            stopped_early = True
+            break
+
+    estimator.load_state_dict(best_state)
+    estimator.eval()
+    return FitResult(
+        epochs=epoch,
+        best_epoch=best_epoch,
+        best_val_loss=best_val,
+        train_losses=train_losses,
+        val_losses=val_losses,
+        wall_time_s=time.perf_counter() - start_time,
+        stopped_early=stopped_early,
+        num_train=num_train,
+        num_val=theta_val.shape[0],
+        device=str(device),
+    )

@@ -1,0 +1,68 @@
+"""The energy score: closed-form values, propriety, and a safe gradient at zero."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from sbiserve.models import ConfigError, energy_score
+from sbiserve.models.energy_score import distance_power
+
+
+def gaussian_es(mu: float, sigma: float, theta: float) -> float:
+    """Closed form of ES_1 for q = N(mu, sigma^2) in one dimension."""
+    z = (theta - mu) / sigma
+    pdf = math.exp(-z * z / 2) / math.sqrt(2 * math.pi)
+    cdf = 0.5 * (1 + math.erf(z / math.sqrt(2)))
+    return sigma * (2 * pdf + z * (2 * cdf - 1)) - sigma / math.sqrt(math.pi)
+
+
+@pytest.mark.parametrize(("mu", "sigma", "theta"), [(0.0, 1.0, 0.0), (1.0, 2.0, -0.5)])
+def test_matches_closed_form_for_1d_gaussians(mu: float, sigma: float, theta: float) -> None:
+    torch.manual_seed(0)
+    draws = mu + sigma * torch.randn(2, 200_000, 1)  # m = 2, many replicates
+    estimate = energy_score(draws, torch.full((200_000, 1), theta)).mean()
+    assert estimate == pytest.approx(gaussian_es(mu, sigma, theta), abs=0.02)
+
+
+def test_estimator_is_unbiased_for_any_m() -> None:
+    torch.manual_seed(1)
+    target = torch.zeros(50_000, 1)
+    exact = gaussian_es(0.3, 1.5, 0.0)
+    for m in (2, 5, 20):
+        draws = 0.3 + 1.5 * torch.randn(m, 50_000, 1)
+        assert energy_score(draws, target).mean() == pytest.approx(exact, abs=0.02)
+
+
+@pytest.mark.parametrize("beta", [0.5, 1.0, 1.5])
+def test_true_distribution_has_the_lowest_expected_score(beta: float) -> None:
+    torch.manual_seed(2)
+    n, m = 40_000, 8
+    theta = torch.randn(n, 2)
+    noise = torch.randn(m, n, 2)
+
+    def expected(shift: float, scale: float) -> float:
+        return float(energy_score(shift + scale * noise, theta, beta).mean())
+
+    true = expected(0.0, 1.0)
+    for shift, scale in [(0.3, 1.0), (0.0, 1.5), (0.0, 0.6), (0.3, 0.8)]:
+        assert true < expected(shift, scale) - 0.005, (shift, scale)
+
+
+def test_gradient_is_finite_at_zero_distance() -> None:
+    draws = torch.zeros(3, 4, 2, requires_grad=True)
+    score = energy_score(draws, torch.zeros(4, 2), beta=0.5).sum()
+    score.backward()
+    assert torch.isfinite(draws.grad).all()
+    v = torch.zeros(5, requires_grad=True)
+    distance_power(v, 0.5).backward()
+    assert torch.equal(v.grad, torch.zeros(5))
+
+
+def test_rejects_bad_arguments() -> None:
+    with pytest.raises(ConfigError, match="beta"):
+        energy_score(torch.randn(2, 3, 1), torch.randn(3, 1), beta=2.0)
+    with pytest.raises(ConfigError, match="at least 2"):
+        energy_score(torch.randn(1, 3, 1), torch.randn(3, 1))

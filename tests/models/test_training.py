@@ -1,0 +1,99 @@
+"""The training loop: validation, early stopping, cancellation, progress, seeds, errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from sbiserve.models import (
+    BoxPrior,
+    ConfigError,
+    EnergyFlow,
+    EnergyFlowConfig,
+    NonFiniteError,
+    OutOfSupportError,
+    ShapeError,
+    TrainConfig,
+    TrainingCancelled,
+    fit,
+    split_options,
+)
+from sbiserve.models.training import _mean_loss, _split
+
+SMALL = EnergyFlowConfig(hidden_features=(16, 16))
+
+
+def data(n: int = 200) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    theta = torch.rand(n, 2, generator=g)
+    return theta, theta + 0.1 * torch.randn(n, 2, generator=g)
+
+
+def test_progress_and_early_stopping_restore_the_best_weights() -> None:
+    theta, x = data()
+    seen = []
+    config = TrainConfig(max_epochs=200, patience=3, learning_rate=3e-2, batch_size=32, seed=3)
+    torch.manual_seed(0)
+    estimator = EnergyFlow(2, 2, SMALL)
+    result = fit(estimator, theta, x, config, progress=seen.append)
+    assert [info.epoch for info in seen] == list(range(1, result.epochs + 1))
+    assert result.stopped_early and result.epochs < 200
+    assert result.best_epoch == 1 + min(range(result.epochs), key=result.val_losses.__getitem__)
+    assert result.epochs - result.best_epoch == 3
+    _, val_idx = _split(len(theta), config.validation_fraction, torch.Generator().manual_seed(3))
+    again = _mean_loss(estimator, theta[val_idx], x[val_idx], 4096, config.seed + 1)
+    assert again == pytest.approx(result.best_val_loss, rel=1e-5)
+
+
+def test_cancellation_between_steps() -> None:
+    calls = []
+
+    def stop() -> bool:
+        calls.append(1)
+        return len(calls) > 5
+
+    with pytest.raises(TrainingCancelled, match="cancelled"):
+        fit(EnergyFlow(2, 2, SMALL), *data(), TrainConfig(max_epochs=50, batch_size=16), None, stop)
+    assert len(calls) == 6
+
+
+def test_same_seed_same_weights_and_ema() -> None:
+    config = TrainConfig(max_epochs=3, seed=5, ema_decay=0.9)
+    weights = []
+    for _ in range(2):
+        torch.manual_seed(1)
+        estimator = EnergyFlow(2, 2, SMALL)
+        fit(estimator, *data(), config)
+        weights.append(torch.cat([p.flatten() for p in estimator.parameters()]))
+    assert torch.equal(weights[0], weights[1])
+
+
+def test_bad_data_gets_named_errors() -> None:
+    theta, x = data()
+    theta[17, 1] = float("nan")
+    with pytest.raises(NonFiniteError, match=r"theta .* index \[17, 1\]"):
+        fit(EnergyFlow(2, 2, SMALL), theta, x)
+    theta, x = data()
+    x[3, 0] = float("inf")
+    with pytest.raises(NonFiniteError, match="x contains 1"):
+        fit(EnergyFlow(2, 2, SMALL), theta, x)
+    with pytest.raises(ShapeError, match="same number of rows"):
+        fit(EnergyFlow(2, 2, SMALL), theta[:10], x[:11])
+    with pytest.raises(ShapeError, match="3 feature"):
+        fit(EnergyFlow(3, 2, SMALL), theta, x)
+    prior = BoxPrior(low=(0.0, 0.0), high=(0.5, 1.0))
+    with pytest.raises(OutOfSupportError, match="outside the prior"):
+        fit(EnergyFlow(2, 2, SMALL, prior), theta, x, TrainConfig(max_epochs=1))
+
+
+def test_options_are_split_and_checked() -> None:
+    model, train = split_options("energy_flow", {"beta": 0.5, "max_epochs": 7})
+    assert model.beta == 0.5 and train.max_epochs == 7
+    with pytest.raises(ConfigError, match=r"\['hiden'\]"):
+        split_options("energy_flow", {"hiden": 3})
+    with pytest.raises(ConfigError, match="beta"):
+        split_options("energy_flow", {"beta": 2.5})
+    with pytest.raises(ConfigError, match="integer"):
+        split_options("energy_flow", {"num_draws": "four"})
+    with pytest.raises(ConfigError, match="unknown family"):
+        split_options("no_such_family", {})
