@@ -77,6 +77,8 @@ class PosteriorEstimator(nn.Module):
 
     family: ClassVar[str] = ""
     log_prob_kind: ClassVar[LogProbKind] = "none"
+    reparameterized: ClassVar[bool] = True
+    """Whether gradients flow from draws to the parameters (false for resampling)."""
     config_class: ClassVar[type[EstimatorConfig]] = EstimatorConfig
 
     def __init__(
