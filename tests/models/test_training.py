@@ -32,7 +32,9 @@ def data(n: int = 200) -> tuple[torch.Tensor, torch.Tensor]:
 def test_progress_and_early_stopping_restore_the_best_weights() -> None:
     theta, x = data()
     seen = []
-    config = TrainConfig(max_epochs=200, patience=3, learning_rate=3e-2, batch_size=32, seed=3)
+    config = TrainConfig(
+        max_epochs=200, patience=3, learning_rate=3e-2, batch_size=32, seed=3, ema_decay=0.0
+    )
     torch.manual_seed(0)
     estimator = EnergyFlow(2, 2, SMALL)
     result = fit(estimator, theta, x, config, progress=seen.append)
@@ -77,6 +79,7 @@ def test_bad_data_gets_named_errors() -> None:
     x[3, 0] = float("inf")
     with pytest.raises(NonFiniteError, match="x contains 1"):
         fit(EnergyFlow(2, 2, SMALL), theta, x)
+    theta, x = data()
     with pytest.raises(ShapeError, match="same number of rows"):
         fit(EnergyFlow(2, 2, SMALL), theta[:10], x[:11])
     with pytest.raises(ShapeError, match="3 feature"):
