@@ -1,0 +1,224 @@
+"""The FastAPI application: :func:`create_app`.
+
+Routes live in :mod:`sbiserve.service.routes`, one file per resource. This module wires
+state (settings, Redis, stores, metrics), the API-key and body-size checks, and the
+translation of every error into ``{"error": {"code", "message", "field"}}``.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import redis.asyncio as aioredis
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from sbiserve import __version__
+from sbiserve.models import ModelError
+
+from .errors import PayloadTooLarge, ServiceError, Unauthorized
+from .metrics import Metrics
+from .queue import Keys
+from .settings import Settings, get_settings
+from .stores import DatasetStore, ModelStore
+
+OPEN_PATHS = ("/livez", "/readyz", "/metrics", "/docs", "/openapi.json", "/redoc")
+
+
+@dataclass
+class AppState:
+    """What every route needs."""
+
+    settings: Settings
+    redis: aioredis.Redis
+    keys: Keys
+    datasets: DatasetStore
+    models: ModelStore
+    metrics: Metrics
+    model_meta: dict[str, dict[str, Any]]  # model id -> metadata, cached (ids are immutable)
+
+
+def get_state(request: Request) -> AppState:
+    state: AppState = request.app.state.sbiserve
+    return state
+
+
+StateDep = Annotated[AppState, Depends(get_state)]
+
+
+def _error(status: int, code: str, message: str, field: str | None = None) -> JSONResponse:
+    return JSONResponse(
+        {"error": {"code": code, "message": message, "field": field}}, status_code=status
+    )
+
+
+class LimitsMiddleware:
+    """API key (constant-time compare) and request body size limits, before any parsing."""
+
+    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+        self.app = app
+        self.settings = settings
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode().lower(): v for k, v in scope["headers"]}
+        path = scope["path"]
+        key = self.settings.api_key
+        if key and not path.startswith(OPEN_PATHS):
+            given = headers.get("x-api-key", b"")
+            auth = headers.get("authorization", b"")
+            if auth.lower().startswith(b"bearer "):
+                given = auth[7:]
+            if not hmac.compare_digest(given, key.encode()):
+                message = "missing or wrong API key (send it in the X-API-Key header)"
+                await _error(401, Unauthorized.code, message)(scope, receive, send)
+                return
+        upload = path == "/v1/datasets" and headers.get("content-type", b"").startswith(
+            b"multipart/"
+        )
+        limit = self.settings.max_upload_bytes if upload else self.settings.max_request_bytes
+        length = headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > limit:
+            message = f"request body of {int(length)} bytes is over the limit of {limit} bytes"
+            await _error(413, PayloadTooLarge.code, message)(scope, receive, send)
+            return
+        # Bodies without a Content-Length (chunked) are counted as they stream in; past the
+        # limit the client gets a 413 and the app sees a disconnect (FastAPI would turn an
+        # exception raised here into a generic 400).
+        seen = 0
+        rejected = False
+        started = False
+
+        async def limited() -> Message:
+            nonlocal seen, rejected
+            if rejected:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    rejected = True
+                    if not started:
+                        text = f"request body is over the limit of {limit} bytes"
+                        await _error(413, PayloadTooLarge.code, text)(scope, receive, send)
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def guarded_send(message: Message) -> None:
+            nonlocal started
+            if rejected:
+                return
+            started = True
+            await send(message)
+
+        await self.app(scope, limited, guarded_send)
+
+
+def _install_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ServiceError)
+    async def service_error(_: Request, exc: ServiceError) -> JSONResponse:
+        return JSONResponse(exc.body(), status_code=exc.status)
+
+    @app.exception_handler(ModelError)
+    async def model_error(_: Request, exc: ModelError) -> JSONResponse:
+        return _error(422, "invalid_input", str(exc))
+
+    @app.exception_handler(RedisConnectionError)
+    @app.exception_handler(RedisTimeoutError)
+    async def redis_down(request: Request, exc: Exception) -> JSONResponse:
+        url = get_state(request).settings.redis_url
+        return _error(
+            503,
+            "unavailable",
+            f"the queue (Redis at {url}) is unreachable: {exc}; the service recovers by "
+            "itself once Redis is back, retry shortly",
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
+        if first.get("type") == "json_invalid":
+            return _error(400, "bad_request", f"malformed JSON body: {first.get('msg')}", "body")
+        loc = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path")]
+        field = ".".join(loc) or None
+        return _error(422, "invalid_input", f"{field or 'body'}: {first.get('msg')}", field)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return _error(exc.status_code, code, str(exc.detail))
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Builds the API for ``settings`` (default: from the environment)."""
+    settings = settings or get_settings()
+    if not settings.redis_url:
+        raise ServiceError("the API needs REDIS_URL (or use `sbiserve serve`)")
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # The socket timeout must outlast the BLPOP on which sampling waits.
+        client = aioredis.Redis.from_url(
+            settings.redis_url or "",
+            socket_timeout=settings.sample_timeout_s + 5,
+            socket_connect_timeout=2,
+        )
+        app.state.sbiserve = AppState(
+            settings=settings,
+            redis=client,
+            keys=Keys(settings.key_prefix),
+            datasets=DatasetStore(settings.data_dir),
+            models=ModelStore(settings.data_dir),
+            metrics=metrics,
+            model_meta={},
+        )
+        yield
+        await client.aclose()
+
+    metrics = Metrics()
+    app = FastAPI(
+        title="sbiserve",
+        version=__version__,
+        description="Posterior estimation for simulation-based inference: upload simulations, "
+        "train a conditional energy flow, draw posterior samples in milliseconds.",
+        lifespan=lifespan,
+    )
+    _install_handlers(app)
+
+    @app.middleware("http")
+    async def record_latency(request: Request, call_next: Any) -> Any:
+        start = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        path = getattr(route, "path", "unmatched")
+        metrics.latency.labels(request.method, path, str(response.status_code)).observe(
+            time.perf_counter() - start
+        )
+        return response
+
+    app.add_middleware(LimitsMiddleware, settings=settings)
+
+    from .routes import datasets, health, jobs, models, posterior
+
+    for module in (health, datasets, jobs, models, posterior):
+        app.include_router(module.router)
+    return app
+
+
+def json_bytes(data: Any) -> bytes:
+    """Compact JSON (faster than pydantic for large sample arrays)."""
+    return json.dumps(data, separators=(",", ":")).encode()

@@ -1,0 +1,121 @@
+"""``/v1/datasets``: upload (multipart .npy/.npz or JSON), list, describe, delete."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from fastapi import APIRouter, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+
+from ..app import StateDep
+from ..arrays import as_matrix, from_json, load_npy, load_npz
+from ..errors import BadRequest, Conflict, InvalidInput
+from ..queue import ACTIVE, decode
+from ..schemas import DatasetInfo, DatasetJSON, ErrorBody
+
+router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorBody} for code in (400, 404, 409, 413, 422)
+}
+
+
+def _store(state: Any, theta: np.ndarray, x: np.ndarray, name: str | None) -> dict[str, Any]:
+    theta = as_matrix(theta, "theta")
+    x = as_matrix(x, "x")
+    if theta.shape[0] != x.shape[0]:
+        raise InvalidInput(
+            f"theta has {theta.shape[0]} rows but x has {x.shape[0]}; each row of theta must "
+            "pair with one row of x",
+            "x",
+        )
+    if theta.shape[0] < 2:
+        raise InvalidInput("a dataset needs at least 2 simulations", "theta")
+    meta, created = state.datasets.put(theta, x, name=name)
+    return {**meta, "created": created}
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=DatasetInfo,
+    responses=ERRORS,
+    summary="Upload simulations",
+    description="multipart/form-data with files `theta` and `x` (.npy), or one file `file` "
+    "(.npz holding `theta` and `x`), optional field `name`; or a JSON body "
+    '`{"theta": [[...]], "x": [[...]]}` for small sets. Uploads stream to disk.',
+)
+async def upload(request: Request, response: Response, state: StateDep) -> Any:
+    content_type = request.headers.get("content-type", "")
+    if content_type.startswith("multipart/form-data"):
+        form = await request.form(max_files=3, max_fields=5)
+        name = form.get("name")
+        files = {k: v for k, v in form.items() if isinstance(v, UploadFile)}
+        if "file" in files:
+            arrays = await run_in_threadpool(load_npz, files["file"].file, "file")
+            theta, x = arrays["theta"], arrays["x"]
+        elif "theta" in files and "x" in files:
+            theta = await run_in_threadpool(load_npy, files["theta"].file, "theta")
+            x = await run_in_threadpool(load_npy, files["x"].file, "x")
+        else:
+            raise BadRequest(
+                "multipart upload needs files `theta` and `x` (.npy) or `file` (.npz); got "
+                f"{sorted(form.keys())}",
+                "file",
+            )
+        meta = await run_in_threadpool(
+            _store, state, theta, x, name if isinstance(name, str) else None
+        )
+        await form.close()
+    elif content_type.startswith("application/json") or not content_type:
+        try:
+            body = DatasetJSON.model_validate_json(await request.body())
+        except ValueError as e:
+            raise _json_error(e) from None
+        meta = await run_in_threadpool(
+            _store, state, from_json(body.theta, "theta"), from_json(body.x, "x"), body.name
+        )
+    else:
+        raise BadRequest(
+            f"unsupported content type {content_type!r}: use multipart/form-data or JSON",
+            "content-type",
+        )
+    response.headers["Location"] = f"/v1/datasets/{meta['dataset_id']}"
+    if not meta["created"]:
+        response.status_code = 200
+    return meta
+
+
+def _json_error(error: ValueError) -> Exception:
+    errors = getattr(error, "errors", lambda: [])()
+    if errors and errors[0].get("type") == "json_invalid":
+        return BadRequest(f"malformed JSON body: {errors[0].get('msg')}", "body")
+    if errors:
+        loc = ".".join(str(p) for p in errors[0].get("loc", ()))
+        return InvalidInput(f"{loc}: {errors[0].get('msg')}", loc or None)
+    return BadRequest(str(error), "body")
+
+
+@router.get("", response_model=list[DatasetInfo], summary="List datasets")
+async def list_datasets(state: StateDep) -> Any:
+    return await run_in_threadpool(state.datasets.list)
+
+
+@router.get("/{dataset_id}", response_model=DatasetInfo, responses=ERRORS)
+async def get_dataset(dataset_id: str, state: StateDep) -> Any:
+    return await run_in_threadpool(state.datasets.get, dataset_id)
+
+
+@router.delete("/{dataset_id}", status_code=204, responses=ERRORS, summary="Delete a dataset")
+async def delete_dataset(dataset_id: str, state: StateDep) -> Response:
+    state.datasets.path(dataset_id)
+    for job_id in decode(await state.redis.smembers(state.keys.dataset_jobs(dataset_id))):
+        status = decode(await state.redis.hget(state.keys.job(job_id), "status"))
+        if status in ACTIVE:
+            raise Conflict(
+                f"dataset {dataset_id} is used by {status} job {job_id}; cancel it or wait",
+                "dataset_id",
+            )
+    await run_in_threadpool(state.datasets.remove, dataset_id)
+    return Response(status_code=204)

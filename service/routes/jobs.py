@@ -1,0 +1,204 @@
+"""``/v1/jobs``: start training (202), status, live progress (SSE), cancel."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Response
+from fastapi.responses import StreamingResponse
+
+from sbiserve.models import BoxPrior, split_options
+
+from ..app import StateDep
+from ..errors import InvalidInput, NotFound
+from ..queue import TERMINAL, decode, job_view
+from ..schemas import ErrorBody, JobAccepted, JobInfo, JobRequest
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorBody} for code in (404, 422, 503)}
+IDEMPOTENCY_TTL_S = 24 * 3600
+
+
+def _check_prior(prior: BoxPrior, dataset: dict[str, Any]) -> None:
+    """Refuses a prior that does not fit the dataset's dimension or its theta range."""
+    if prior.dim != dataset["theta_dim"]:
+        raise InvalidInput(
+            f"prior has {prior.dim} dimension(s) but the dataset's theta has "
+            f"{dataset['theta_dim']}",
+            "prior",
+        )
+    lows, highs = dataset.get("theta_min"), dataset.get("theta_max")
+    if lows is None or highs is None:
+        return
+    for i, (lo, hi, tmin, tmax) in enumerate(zip(prior.low, prior.high, lows, highs, strict=True)):
+        if (lo is not None and tmin < lo) or (hi is not None and tmax > hi):
+            raise InvalidInput(
+                f"dataset theta[:, {i}] spans [{tmin}, {tmax}], outside the prior's "
+                f"[{lo}, {hi}]: every simulated theta must lie inside the prior",
+                "prior",
+            )
+
+
+@router.post(
+    "",
+    status_code=202,
+    response_model=JobAccepted,
+    responses=ERRORS,
+    summary="Start training",
+    description="Queues a training job. An `Idempotency-Key` header makes retries safe: the "
+    "same key returns the same job.",
+)
+async def create_job(
+    body: JobRequest,
+    response: Response,
+    state: StateDep,
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+) -> Any:
+    dataset = state.datasets.get(body.dataset_id)
+    try:
+        split_options(body.family, body.hyperparameters)
+        prior = BoxPrior.from_dict(body.prior.model_dump()) if body.prior else None
+    except ValueError as e:
+        field = "prior" if "prior" in str(e) else "hyperparameters"
+        if "family" in str(e):
+            field = "family"
+        raise InvalidInput(str(e), field) from None
+    if prior is not None:
+        _check_prior(prior, dataset)
+    job_id = uuid.uuid4().hex
+    keys = state.keys
+    if idempotency_key:
+        stored = await state.redis.set(
+            keys.idempotency(idempotency_key), job_id, nx=True, ex=IDEMPOTENCY_TTL_S
+        )
+        if not stored:
+            existing = decode(await state.redis.get(keys.idempotency(idempotency_key)))
+            raw = await state.redis.hgetall(keys.job(existing))
+            response.headers["Location"] = f"/v1/jobs/{existing}"
+            status = decode(raw).get("status", "queued") if raw else "queued"
+            return {"job_id": existing, "status": status}
+    fields = {
+        "job_id": job_id,
+        "status": "queued",
+        "dataset_id": body.dataset_id,
+        "family": body.family,
+        "hyperparameters": json.dumps(body.hyperparameters),
+        "prior": json.dumps(prior.to_dict()) if prior else "",
+        "name": body.name or "",
+        "created_at": time.time(),
+        "attempts": 0,
+    }
+    pipe = state.redis.pipeline()
+    pipe.hset(keys.job(job_id), mapping=fields)
+    pipe.zadd(keys.jobs, {job_id: time.time()})
+    pipe.sadd(keys.dataset_jobs(body.dataset_id), job_id)
+    pipe.xadd(keys.train, {"job_id": job_id})
+    await pipe.execute()
+    response.headers["Location"] = f"/v1/jobs/{job_id}"
+    return {"job_id": job_id, "status": "queued"}
+
+
+async def _job(state: Any, job_id: str) -> dict[str, Any]:
+    raw = await state.redis.hgetall(state.keys.job(job_id))
+    if not raw:
+        raise NotFound(f"unknown job {job_id!r}", "job_id")
+    return job_view(raw)
+
+
+@router.get("", response_model=list[JobInfo], summary="Recent jobs, newest first")
+async def list_jobs(state: StateDep, limit: int = 100) -> Any:
+    ids = decode(await state.redis.zrevrange(state.keys.jobs, 0, max(0, min(limit, 1000) - 1)))
+    out = []
+    for job_id in ids:
+        raw = await state.redis.hgetall(state.keys.job(job_id))
+        if raw:
+            out.append(job_view(raw))
+    return out
+
+
+@router.get("/{job_id}", response_model=JobInfo, responses=ERRORS)
+async def get_job(job_id: str, state: StateDep) -> Any:
+    return await _job(state, job_id)
+
+
+@router.get(
+    "/{job_id}/events",
+    summary="Live progress as server-sent events",
+    description="`event: progress` with `{epoch, max_epochs, train_loss, val_loss}` after "
+    "each epoch, then one `event: status` with `{status, model_id | error}`; the stream "
+    "then ends. Past events are replayed first.",
+    responses={200: {"content": {"text/event-stream": {}}}, 404: {"model": ErrorBody}},
+)
+async def job_events(job_id: str, state: StateDep) -> StreamingResponse:
+    await _job(state, job_id)
+
+    async def stream() -> AsyncIterator[bytes]:
+        last = "0-0"
+        idle_since = time.monotonic()
+        while True:
+            response = await state.redis.xread({state.keys.events(job_id): last}, block=1000)
+            for _, messages in response or []:
+                for message_id, fields in messages:
+                    last = decode(message_id)
+                    event = decode(fields)
+                    kind = event.pop("type", "progress")
+                    yield f"event: {kind}\ndata: {json.dumps(_typed(event))}\n\n".encode()
+                    if kind == "status":
+                        return
+                    idle_since = time.monotonic()
+            if not response:
+                job = await _job(state, job_id)
+                if job["status"] in TERMINAL:  # e.g. cancelled before it started
+                    final = {"status": job["status"], "model_id": job["model_id"]}
+                    if job["error"]:
+                        final["error"] = job["error"]
+                    yield f"event: status\ndata: {json.dumps(final)}\n\n".encode()
+                    return
+                if time.monotonic() - idle_since > 15:
+                    idle_since = time.monotonic()
+                    yield b": keep-alive\n\n"
+            await asyncio.sleep(0)
+
+    return StreamingResponse(
+        stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
+    )
+
+
+def _typed(event: dict[str, str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in event.items():
+        if key in ("epoch", "max_epochs"):
+            out[key] = int(value)
+        elif key in ("train_loss", "val_loss"):
+            out[key] = float(value)
+        else:
+            out[key] = value
+    return out
+
+
+@router.delete(
+    "/{job_id}",
+    status_code=202,
+    response_model=JobInfo,
+    responses=ERRORS,
+    summary="Cancel a job (a running one stops at its next step)",
+)
+async def cancel_job(job_id: str, state: StateDep) -> Any:
+    job = await _job(state, job_id)
+    if job["status"] in TERMINAL:
+        return job
+    keys = state.keys
+    await state.redis.set(keys.cancel(job_id), 1, ex=IDEMPOTENCY_TTL_S)
+    if job["status"] == "queued":
+        # No worker holds it yet: mark it now; a worker that picks it up skips it.
+        pipe = state.redis.pipeline()
+        pipe.hset(keys.job(job_id), mapping={"status": "cancelled", "finished_at": time.time()})
+        pipe.xadd(keys.events(job_id), {"type": "status", "status": "cancelled"})
+        pipe.srem(keys.dataset_jobs(job["dataset_id"]), job_id)
+        await pipe.execute()
+    return await _job(state, job_id)

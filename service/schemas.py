@@ -1,0 +1,147 @@
+"""Request and response bodies of the HTTP API (they make the OpenAPI schema)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(examples=["invalid_input"])
+    message: str = Field(examples=["x must have 2 column(s), got 3"])
+    field: str | None = Field(default=None, examples=["x"])
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+
+
+class DatasetJSON(BaseModel):
+    """A small dataset sent as JSON (use multipart .npy/.npz for large ones)."""
+
+    model_config = ConfigDict(extra="forbid")
+    theta: list[list[float]] | list[float] = Field(description="(N, theta_dim) parameters")
+    x: list[list[float]] | list[float] = Field(description="(N, x_dim) simulator outputs")
+    name: str | None = None
+
+
+class DatasetInfo(BaseModel):
+    dataset_id: str
+    num_simulations: int
+    theta_dim: int
+    x_dim: int
+    sha256: str
+    name: str | None = None
+    created_at: float
+    size_bytes: int
+    theta_min: list[float] | None = None
+    theta_max: list[float] | None = None
+    created: bool | None = Field(default=None, description="false when it was already stored")
+
+
+class PriorSpec(BaseModel):
+    """Support of theta; ``null`` marks an unbounded side."""
+
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["box"] = "box"
+    low: list[float | None]
+    high: list[float | None]
+
+
+class JobRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+    dataset_id: str
+    family: str = Field("energy_flow", examples=["energy_flow"])
+    hyperparameters: dict[str, Any] = Field(
+        default_factory=dict,
+        description="family options (e.g. hidden_features, beta, blocks) and training "
+        "options (e.g. max_epochs, batch_size, learning_rate); unknown keys are refused",
+        examples=[{"max_epochs": 200}],
+    )
+    prior: PriorSpec | None = None
+    name: str | None = Field(None, examples=["two-moons"])
+
+
+class JobAccepted(BaseModel):
+    job_id: str
+    status: str
+
+
+class JobProgress(BaseModel):
+    epoch: int
+    max_epochs: int | None
+    train_loss: float | None
+    val_loss: float | None
+
+
+class JobInfo(BaseModel):
+    model_config = ConfigDict(protected_namespaces=())
+    job_id: str
+    status: Literal["queued", "running", "succeeded", "failed", "cancelled"]
+    dataset_id: str | None
+    family: str | None
+    name: str | None
+    hyperparameters: dict[str, Any]
+    prior: dict[str, Any] | None
+    progress: JobProgress
+    model_id: str | None
+    error: str | None
+    attempts: int
+    worker: str | None
+    created_at: float | None
+    started_at: float | None
+    finished_at: float | None
+
+
+class ModelInfo(BaseModel):
+    model_config = ConfigDict(extra="allow", protected_namespaces=())
+    model_id: str
+    name: str | None
+    family: str
+    theta_dim: int
+    x_dim: int
+    dataset_id: str
+    job_id: str
+    hyperparameters: dict[str, Any]
+    prior: dict[str, Any]
+    log_prob_kind: str
+    training: dict[str, Any] = Field(description="epochs, train/validation loss curves, time")
+    metrics: dict[str, Any]
+    created_at: float
+    aliases: list[str]
+
+
+class SampleRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    model: str = Field(description="model id or alias", examples=["two-moons"])
+    x: list[float] | list[list[float]] = Field(
+        description="one observation [x_dim] or a batch [[x_dim], ...]", examples=[[0.0, 0.0]]
+    )
+    num_samples: int = Field(1000, ge=1)
+    seed: int | None = Field(None, ge=0, lt=2**63)
+
+
+class SampleResponse(BaseModel):
+    model_config = ConfigDict(protected_namespaces=())
+    model_id: str
+    samples: list[Any] = Field(
+        description="[num_samples][theta_dim] for one x, [num_samples][batch][theta_dim] "
+        "for a batch"
+    )
+    seed: int
+    batch_requests: int = Field(description="requests served in the same forward pass")
+
+
+class LogProbRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    model: str
+    theta: list[list[float]] | list[float]
+    x: list[float] | list[list[float]]
+
+
+class LogProbResponse(BaseModel):
+    model_config = ConfigDict(protected_namespaces=())
+    model_id: str
+    log_prob: list[Any]
+    kind: str

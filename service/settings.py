@@ -1,0 +1,52 @@
+"""Service configuration, read from ``SBISERVE_*`` environment variables (and ``REDIS_URL``).
+
+Obtain it through :func:`get_settings` (cached); tests and the CLI build their own
+:class:`Settings` and pass it to :func:`sbiserve.service.app.create_app` or the worker.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every knob of the API and the worker."""
+
+    model_config = SettingsConfigDict(env_prefix="SBISERVE_", extra="ignore")
+
+    redis_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("REDIS_URL", "SBISERVE_REDIS_URL"),
+        description="Redis to use; unset means `serve` spawns a private one.",
+    )
+    key_prefix: str = Field("sbiserve", description="Prefix of every Redis key.")
+    data_dir: Path = Field(Path("sbiserve-data"), description="Dataset and model stores.")
+    host: str = "127.0.0.1"
+    port: int = 8000
+    device: str = Field("auto", description="Worker device: auto, cpu, cuda, cuda:N.")
+    api_key: str | None = Field(None, description="If set, required in the X-API-Key header.")
+
+    max_request_bytes: int = Field(16 * 2**20, description="Largest JSON request body.")
+    max_upload_bytes: int = Field(4 * 2**30, description="Largest dataset upload.")
+    max_num_samples: int = Field(100_000, description="Largest num_samples per request.")
+    max_observations: int = Field(1_000, description="Most observations in one request.")
+    max_total_draws: int = Field(2_000_000, description="Largest num_samples x observations.")
+    sample_timeout_s: float = Field(30.0, description="How long the API waits for a worker.")
+
+    model_cache_size: int = Field(8, description="Trained models kept resident per worker.")
+    sample_max_batch: int = Field(256, description="Requests drained into one batch.")
+    sample_wait_ms: int = Field(2, description="Extra wait to let a batch fill up.")
+    heartbeat_s: float = Field(2.0, description="Worker heartbeat period.")
+    claim_after_s: float = Field(30.0, description="Reclaim a job silent for this long.")
+    max_attempts: int = Field(3, description="Attempts per job before the dead-letter stream.")
+    worker_ttl_s: float = Field(15.0, description="A worker silent this long is not live.")
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment."""
+    return Settings()

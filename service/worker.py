@@ -1,0 +1,482 @@
+"""``sbiserve worker``: trains models from the train lane and answers the sample lane.
+
+One process per GPU. Three threads side by side, so sampling never waits for training:
+
+- the trainer takes one job at a time (new ones with ``XREADGROUP``, abandoned ones of
+  dead workers with ``XAUTOCLAIM``), runs :func:`sbiserve.models.fit` with progress
+  written to Redis and a cancellation check, and publishes the model exactly once
+  (``HSETNX`` on the job decides which attempt publishes);
+- the sampler drains every waiting sampling request, groups them per model and draws
+  for all of them in one forward pass; each request brings its own seed, so the noise is
+  drawn per request and batching does not change what a seed gives;
+- the heartbeat marks the worker live and keeps the idle time of its current job at 0.
+
+Trained models stay resident in an LRU cache. Redis outages are waited out.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import threading
+import time
+import uuid
+from collections import OrderedDict, defaultdict
+from typing import Any
+
+import numpy as np
+import redis
+import torch
+
+from sbiserve.models import (
+    BoxPrior,
+    EpochInfo,
+    ModelError,
+    PosteriorEstimator,
+    TrainingCancelled,
+    build_estimator,
+    fit,
+    resolve_device,
+    split_options,
+)
+
+from .arrays import load_npy, to_npy_bytes
+from .errors import ServiceError
+from .queue import (
+    EVENTS_MAXLEN,
+    SAMPLE_GROUP,
+    TERMINAL,
+    TRAIN_GROUP,
+    Keys,
+    decode,
+    pack_reply,
+)
+from .settings import Settings
+from .stores import DatasetStore, ModelStore
+
+log = logging.getLogger("sbiserve.worker")
+REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+
+
+class WorkerStopping(Exception):
+    """The worker is shutting down; the current job goes back to the queue."""
+
+
+class ModelCache:
+    """The most recently used models, resident on the worker's device."""
+
+    def __init__(self, store: ModelStore, device: torch.device, size: int) -> None:
+        self.store, self.device, self.size = store, device, size
+        self._models: OrderedDict[str, PosteriorEstimator] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, model_id: str) -> PosteriorEstimator:
+        """The model, loaded (and hash-checked) on first use."""
+        with self._lock:
+            if model_id in self._models:
+                self._models.move_to_end(model_id)
+                return self._models[model_id]
+        estimator = self.store.load(model_id, device=str(self.device))
+        with self._lock:
+            self._models[model_id] = estimator
+            while len(self._models) > self.size:
+                self._models.popitem(last=False)
+        return estimator
+
+    def __len__(self) -> int:
+        return len(self._models)
+
+
+class Worker:
+    """A worker process's state and loops."""
+
+    def __init__(self, settings: Settings, name: str | None = None) -> None:
+        if not settings.redis_url:
+            raise ServiceError("the worker needs REDIS_URL (or use `sbiserve serve`)")
+        self.settings = settings
+        self.keys = Keys(settings.key_prefix)
+        self.redis = redis.Redis.from_url(
+            settings.redis_url, socket_timeout=10, socket_connect_timeout=5, health_check_interval=5
+        )
+        self.datasets = DatasetStore(settings.data_dir)
+        self.models = ModelStore(settings.data_dir)
+        self.device = resolve_device(settings.device)
+        self.name = name or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.cache = ModelCache(self.models, self.device, settings.model_cache_size)
+        self.stopping = threading.Event()
+        self.current: tuple[str, bytes] | None = None  # (job id, stream message id)
+        self._last_cancel_check = 0.0
+
+    # ------------------------------------------------------------------ running
+    def run(self) -> None:
+        """Runs until SIGTERM/SIGINT (or :meth:`stop`)."""
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(sig, lambda *_: self.stop())
+        threads = [
+            threading.Thread(target=self._loop, args=(self._heartbeat,), daemon=True),
+            threading.Thread(target=self._loop, args=(self._sample_once,), daemon=True),
+        ]
+        for thread in threads:
+            thread.start()
+        log.info("worker %s on %s", self.name, self.device)
+        self._loop(self._train_once)
+        for thread in threads:
+            thread.join(timeout=5)
+        with contextlib.suppress(REDIS_DOWN):
+            self.redis.zrem(self.keys.workers, self.name)
+
+    def stop(self) -> None:
+        """Asks every loop to end; a running job is handed back to the queue."""
+        self.stopping.set()
+
+    def _loop(self, step: Any) -> None:
+        """Calls ``step`` until stopping, waiting out Redis outages."""
+        while not self.stopping.is_set():
+            try:
+                step()
+            except REDIS_DOWN as e:
+                log.warning("redis unreachable (%s); retrying", e)
+                self.stopping.wait(1.0)
+            except redis.ResponseError as e:
+                if "NOGROUP" in str(e):  # Redis restarted without its data
+                    self._ensure_groups()
+                else:
+                    log.exception("redis error")
+                    self.stopping.wait(1.0)
+            except Exception:
+                log.exception("unexpected error in %s", getattr(step, "__name__", step))
+                self.stopping.wait(1.0)
+
+    def _ensure_groups(self) -> None:
+        for stream, group in ((self.keys.train, TRAIN_GROUP), (self.keys.sample, SAMPLE_GROUP)):
+            try:
+                self.redis.xgroup_create(stream, group, id="0", mkstream=True)
+            except redis.ResponseError as e:
+                if "BUSYGROUP" not in str(e):
+                    raise
+
+    def _heartbeat(self) -> None:
+        now = time.time()
+        pipe = self.redis.pipeline()
+        pipe.zadd(self.keys.workers, {self.name: now})
+        pipe.hset(
+            self.keys.worker_info(self.name),
+            mapping={
+                "device": str(self.device),
+                "models_resident": len(self.cache),
+                "job": self.current[0] if self.current else "",
+                "seen": now,
+            },
+        )
+        pipe.expire(self.keys.worker_info(self.name), int(self.settings.worker_ttl_s * 4) + 1)
+        current = self.current
+        if current is not None:
+            # Resetting the idle time tells other workers this job is not abandoned.
+            pipe.xclaim(self.keys.train, TRAIN_GROUP, self.name, 0, [current[1]], justid=True)
+            pipe.hset(self.keys.job(current[0]), "heartbeat_at", now)
+        pipe.execute()
+        self.stopping.wait(self.settings.heartbeat_s)
+
+    # ------------------------------------------------------------------ training
+    def _train_once(self) -> None:
+        self._ensure_groups()
+        claimed = self.redis.xautoclaim(
+            self.keys.train,
+            TRAIN_GROUP,
+            self.name,
+            int(self.settings.claim_after_s * 1000),
+            start_id="0-0",
+            count=1,
+        )
+        messages = claimed[1] if claimed else []
+        if messages:
+            log.info("reclaimed abandoned job message %s", messages[0][0])
+        else:
+            response = self.redis.xreadgroup(
+                TRAIN_GROUP, self.name, {self.keys.train: ">"}, count=1, block=1000
+            )
+            messages = response[0][1] if response else []
+        for message_id, fields in messages:
+            if fields is None:  # deleted meanwhile
+                self.redis.xack(self.keys.train, TRAIN_GROUP, message_id)
+                continue
+            self._run_job(decode(fields)["job_id"], message_id)
+
+    def _finish(self, job_id: str, message_id: bytes, status: str, **fields: Any) -> None:
+        """Marks a job terminal, emits the final event, acknowledges its message."""
+        job_key = self.keys.job(job_id)
+        dataset_id = decode(self.redis.hget(job_key, "dataset_id"))
+        pipe = self.redis.pipeline()
+        pipe.hset(job_key, mapping={"status": status, "finished_at": time.time(), **fields})
+        pipe.xadd(
+            self.keys.events(job_id),
+            {"type": "status", "status": status, **{k: str(v) for k, v in fields.items()}},
+            maxlen=EVENTS_MAXLEN,
+            approximate=True,
+        )
+        if dataset_id:
+            pipe.srem(self.keys.dataset_jobs(dataset_id), job_id)
+        pipe.xack(self.keys.train, TRAIN_GROUP, message_id)
+        pipe.hincrby(self.keys.stats, f"jobs_{status}", 1)
+        pipe.execute()
+
+    def _run_job(self, job_id: str, message_id: bytes) -> None:
+        job = decode(self.redis.hgetall(self.keys.job(job_id)))
+        if not job or job.get("status") in TERMINAL:
+            self.redis.xack(self.keys.train, TRAIN_GROUP, message_id)
+            return
+        if self.redis.exists(self.keys.cancel(job_id)):
+            self._finish(job_id, message_id, "cancelled")
+            return
+        attempts = self.redis.hincrby(self.keys.job(job_id), "attempts", 1)
+        if attempts > self.settings.max_attempts:
+            error = f"gave up after {attempts - 1} attempt(s); last error: {job.get('error', '')}"
+            self.redis.xadd(self.keys.dead, {"job_id": job_id, "error": error})
+            self._finish(job_id, message_id, "failed", error=error)
+            return
+        self.redis.hset(
+            self.keys.job(job_id),
+            mapping={"status": "running", "worker": self.name, "started_at": time.time()},
+        )
+        self.current = (job_id, message_id)
+        try:
+            self._train(job_id, job, message_id)
+        except TrainingCancelled:
+            self._finish(job_id, message_id, "cancelled")
+        except WorkerStopping:
+            # Hand the job back at once rather than waiting for a reclaim.
+            pipe = self.redis.pipeline()
+            pipe.hset(self.keys.job(job_id), mapping={"status": "queued", "worker": ""})
+            pipe.hincrby(self.keys.job(job_id), "attempts", -1)
+            pipe.xadd(self.keys.train, {"job_id": job_id})
+            pipe.xack(self.keys.train, TRAIN_GROUP, message_id)
+            pipe.execute()
+        except (ModelError, ServiceError) as e:
+            # The request itself is wrong (options, data outside the prior): no retry.
+            self._finish(job_id, message_id, "failed", error=str(getattr(e, "message", e)))
+        except REDIS_DOWN:
+            raise  # the message stays pending and is reclaimed later
+        except Exception as e:
+            log.exception("job %s failed", job_id)
+            error = f"{type(e).__name__}: {e}"
+            if attempts >= self.settings.max_attempts:
+                self.redis.xadd(self.keys.dead, {"job_id": job_id, "error": error})
+                self._finish(job_id, message_id, "failed", error=error)
+            else:
+                pipe = self.redis.pipeline()
+                pipe.hset(self.keys.job(job_id), mapping={"status": "queued", "error": error})
+                pipe.xadd(self.keys.train, {"job_id": job_id})
+                pipe.xack(self.keys.train, TRAIN_GROUP, message_id)
+                pipe.execute()
+        finally:
+            self.current = None
+
+    def _train(self, job_id: str, job: dict[str, Any], message_id: bytes) -> None:
+        theta, x = self.datasets.load(job["dataset_id"])
+        options = json.loads(job.get("hyperparameters") or "{}")
+        options["device"] = str(self.device)  # the worker decides where it trains
+        model_config, train_config = split_options(job["family"], options)
+        prior = BoxPrior.from_dict(json.loads(job["prior"])) if job.get("prior") else None
+        estimator = build_estimator(job["family"], theta.shape[1], x.shape[1], model_config, prior)
+        self.redis.hset(self.keys.job(job_id), "max_epochs", train_config.max_epochs)
+
+        def progress(info: EpochInfo) -> None:
+            fields = {
+                "epoch": info.epoch,
+                "max_epochs": info.max_epochs,
+                "train_loss": info.train_loss,
+                "val_loss": info.val_loss,
+            }
+            pipe = self.redis.pipeline()
+            pipe.hset(self.keys.job(job_id), mapping=fields)
+            pipe.xadd(
+                self.keys.events(job_id),
+                {"type": "progress", **{k: str(v) for k, v in fields.items()}},
+                maxlen=EVENTS_MAXLEN,
+                approximate=True,
+            )
+            pipe.hincrby(self.keys.stats, "epochs_trained", 1)
+            pipe.execute()
+
+        def should_stop() -> bool:
+            if self.stopping.is_set():
+                raise WorkerStopping
+            now = time.monotonic()
+            if now - self._last_cancel_check < 0.25:
+                return False
+            self._last_cancel_check = now
+            return bool(self.redis.exists(self.keys.cancel(job_id)))
+
+        result = fit(
+            estimator,
+            torch.as_tensor(theta),
+            torch.as_tensor(x),
+            train_config,
+            progress=progress,
+            should_stop=should_stop,
+        )
+        estimator.cpu()
+        metrics = {
+            "best_val_loss": result.best_val_loss,
+            "epochs": result.epochs,
+            "best_epoch": result.best_epoch,
+            "wall_time_s": result.wall_time_s,
+        }
+        staging, model_id = self.models.stage(estimator, metrics)
+        # Whichever attempt sets model_id first publishes; a late duplicate is discarded.
+        if self.redis.hsetnx(self.keys.job(job_id), "model_id", model_id):
+            self.models.publish(
+                staging,
+                model_id,
+                {
+                    "name": job.get("name") or None,
+                    "family": job["family"],
+                    "theta_dim": int(theta.shape[1]),
+                    "x_dim": int(x.shape[1]),
+                    "dataset_id": job["dataset_id"],
+                    "job_id": job_id,
+                    "hyperparameters": {
+                        "model": model_config.to_dict(),
+                        "training": train_config.to_dict(),
+                    },
+                    "prior": estimator.prior.to_dict(),
+                    "log_prob_kind": estimator.log_prob_kind,
+                    "training": result.to_dict(),
+                    "metrics": metrics,
+                    "created_at": time.time(),
+                },
+            )
+        else:
+            shutil.rmtree(staging, ignore_errors=True)
+            model_id = decode(self.redis.hget(self.keys.job(job_id), "model_id"))
+        self._finish(job_id, message_id, "succeeded", model_id=model_id)
+
+    # ------------------------------------------------------------------ sampling
+    def _sample_once(self) -> None:
+        self._ensure_groups()
+        response = self.redis.xreadgroup(
+            SAMPLE_GROUP,
+            self.name,
+            {self.keys.sample: ">"},
+            count=self.settings.sample_max_batch,
+            block=1000,
+        )
+        if not response:
+            return
+        messages = response[0][1]
+        if self.settings.sample_wait_ms > 0 and len(messages) < self.settings.sample_max_batch:
+            # Let requests arriving right now join this batch.
+            time.sleep(self.settings.sample_wait_ms / 1000)
+            more = self.redis.xreadgroup(
+                SAMPLE_GROUP,
+                self.name,
+                {self.keys.sample: ">"},
+                count=self.settings.sample_max_batch - len(messages),
+            )
+            if more:
+                messages.extend(more[0][1])
+        ids = [message_id for message_id, _ in messages]
+        try:
+            self._answer([decode_request(fields) for _, fields in messages])
+        finally:
+            pipe = self.redis.pipeline()
+            pipe.xack(self.keys.sample, SAMPLE_GROUP, *ids)
+            pipe.xdel(self.keys.sample, *ids)
+            pipe.execute()
+
+    def _reply(self, request: dict[str, Any], meta: dict[str, Any], payload: bytes = b"") -> None:
+        key = self.keys.reply(request["id"])
+        pipe = self.redis.pipeline()
+        pipe.rpush(key, pack_reply(meta, payload))
+        pipe.expire(key, 60)
+        pipe.execute()
+
+    def _answer(self, requests: list[dict[str, Any]]) -> None:
+        now = time.time()
+        groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for request in requests:
+            if request["deadline"] >= now:  # the API gave up on older ones
+                groups[request["model_id"]].append(request)
+        for model_id, group in groups.items():
+            try:
+                estimator = self.cache.get(model_id)
+            except ServiceError as e:
+                for request in group:
+                    self._reply(request, {"error": e.message, "status": e.status})
+                continue
+            sampling = [r for r in group if r["op"] == "sample"]
+            if sampling:
+                self._sample_group(estimator, sampling)
+            for request in group:
+                if request["op"] == "log_prob":
+                    self._log_prob(estimator, request)
+
+    def _sample_group(self, estimator: PosteriorEstimator, group: list[dict[str, Any]]) -> None:
+        """Draws for every request of one model in one forward pass."""
+        try:
+            with torch.no_grad():
+                x = torch.as_tensor(np.concatenate([r["x"] for r in group]), device=self.device)
+                h = estimator.context(x)
+                rows, noise, offset = [], [], 0
+                for r in group:
+                    batch, num = r["x"].shape[0], r["num_samples"]
+                    h_r = h[offset : offset + batch]
+                    offset += batch
+                    rows.append(h_r.expand(num, *h_r.shape).reshape(num * batch, -1))
+                    generator = torch.Generator().manual_seed(r["seed"])
+                    noise.append(estimator.draw_noise(num * batch, generator))
+                theta = estimator.sample_from_context(torch.cat(rows), torch.cat(noise))
+                theta = theta.float().cpu().numpy()
+        except (ModelError, RuntimeError) as e:
+            for r in group:
+                self._reply(r, {"error": str(e), "status": 422})
+            return
+        start = 0
+        for r in group:
+            count = r["num_samples"] * r["x"].shape[0]
+            draws = theta[start : start + count].reshape(r["num_samples"], r["x"].shape[0], -1)
+            start += count
+            self._reply(r, {"batch_requests": len(group), "seed": r["seed"]}, to_npy_bytes(draws))
+        bucket = next((b for b in BATCH_BUCKETS if len(group) <= b), "inf")
+        pipe = self.redis.pipeline()
+        pipe.hincrby(self.keys.stats, "sample_batches", 1)
+        pipe.hincrby(self.keys.stats, "sample_requests", len(group))
+        pipe.hincrby(self.keys.stats, "sample_draws", int(theta.shape[0]))
+        pipe.hincrby(self.keys.stats, f"sample_batch_le_{bucket}", 1)
+        pipe.execute()
+
+    def _log_prob(self, estimator: PosteriorEstimator, request: dict[str, Any]) -> None:
+        try:
+            with torch.no_grad():
+                theta = torch.as_tensor(request["theta"], device=self.device)
+                x = torch.as_tensor(request["x"], device=self.device)
+                lp = estimator.log_prob(theta, x).cpu().numpy().astype(np.float64)
+        except ModelError as e:
+            self._reply(request, {"error": str(e), "status": 422})
+            return
+        self._reply(request, {"kind": estimator.log_prob_kind}, to_npy_bytes(lp))
+
+
+def decode_request(fields: dict[bytes, bytes]) -> dict[str, Any]:
+    """A sampling/log-prob request from its stream fields (arrays as ``.npy`` bytes)."""
+    request: dict[str, Any] = {
+        "id": fields[b"id"].decode(),
+        "op": fields[b"op"].decode(),
+        "model_id": fields[b"model_id"].decode(),
+        "deadline": float(fields[b"deadline"]),
+        "x": load_npy(io.BytesIO(fields[b"x"]), "x"),
+    }
+    if request["op"] == "sample":
+        request["num_samples"] = int(fields[b"num_samples"])
+        request["seed"] = int(fields[b"seed"])
+    else:
+        request["theta"] = load_npy(io.BytesIO(fields[b"theta"]), "theta")
+    return request
