@@ -1,0 +1,67 @@
+"""Runs the benchmarks' smoke modes end to end and checks what they write."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bench import quality, records, speed
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+QUALITY_METHODS = ["energy_flow", "npe_nsf"]
+SPEED_METHODS = ["energy_flow", "semi_autoregressive_energy_flow", "npe_nsf"]
+
+
+def _check_png(path: Path) -> None:
+    assert path.read_bytes()[:8] == PNG_MAGIC, path
+
+
+def _check_table(markdown: str, columns: list[str]) -> None:
+    header = next(ln for ln in markdown.splitlines() if ln.startswith("| task |"))
+    assert all(column in header for column in columns)
+    assert "|---|" in markdown
+
+
+@pytest.mark.slow
+def test_quality_smoke(tmp_path: Path) -> None:
+    argv = ["--smoke", "--methods", ",".join(QUALITY_METHODS), "--out", str(tmp_path)]
+    quality.main(argv)
+    rows = records.read_rows(tmp_path / quality.RESULTS_FILE)
+    assert [r["method"] for r in rows] == QUALITY_METHODS
+    for row in rows:
+        assert row["error"] is None, row["error"]
+        assert (row["task"], row["budget"], row["seed"]) == ("two_moons", 200, 0)
+        assert len(row["c2st"]) == 2 and all(0.0 <= c <= 1.0 for c in row["c2st"])
+        assert row["c2st_mean"] == pytest.approx(sum(row["c2st"]) / 2)
+        assert row["train_seconds"] > 0 and row["epochs"] >= 1
+        assert row["sample_seconds_mean"] > 0 and row["draws_obtained_min"] == row["num_draws"]
+        assert row["device"] and row["git"]["commit"]
+        assert {"torch", "sbi", "sbiserve"} <= set(row["versions"])
+        assert "train" in row["hyperparameters"]
+
+    quality.main(argv)  # everything is done already: nothing is appended
+    assert len(records.read_rows(tmp_path / quality.RESULTS_FILE)) == len(rows)
+
+    _check_table((tmp_path / "quality.md").read_text(), QUALITY_METHODS)
+    _check_png(tmp_path / "quality_c2st.png")
+    _check_png(tmp_path / "quality_train_time.png")
+
+
+@pytest.mark.slow
+def test_speed_smoke(tmp_path: Path) -> None:
+    speed.main(["--smoke", "--methods", ",".join(SPEED_METHODS), "--out", str(tmp_path)])
+    rows = records.read_rows(tmp_path / speed.RESULTS_FILE)
+    assert {r["method"] for r in rows} == set(SPEED_METHODS)
+    assert {(r["theta_dim"], r["num_observations"]) for r in rows} == {
+        (2, 1),
+        (2, 10),
+        (3, 1),
+        (3, 10),
+    }
+    for row in rows:
+        assert row["draws_per_second"] > 0 and row["untrained"] is True
+        assert row["device"] and {"torch", "sbi", "sbiserve"} <= set(row["versions"])
+    markdown = (tmp_path / "speed.md").read_text()
+    assert "| D | B |" in markdown and "Ratio" in markdown
+    _check_png(tmp_path / "speed.png")
