@@ -21,6 +21,7 @@ from sbiserve.models import (
 # Small networks keep the contract fast; the families' defaults are exercised elsewhere.
 SMALL = {
     "energy_flow": {"hidden_features": [32, 32]},
+    "autoregressive_energy_machine": {"hidden_features": [32, 32], "sample_proposals": 16},
     "semi_autoregressive_energy_flow": {"hidden_features": [32, 32], "blocks": 2},
 }
 THETA_DIM, X_DIM = 3, 4
