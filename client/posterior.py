@@ -24,6 +24,18 @@ from .arrays import to_numpy, to_torch
 from .client import Client
 from .errors import InvalidInputError, NoDensityError
 
+# Options of sbi's samplers that a remote model has no use for (it draws inside the prior's
+# support in one pass); accepted so code written for sbi posteriors runs unchanged.
+SBI_SAMPLING_OPTIONS = frozenset(
+    {
+        "max_sampling_batch_size",
+        "reject_outside_prior",
+        "max_sampling_time",
+        "return_partial_on_timeout",
+        "sample_with",
+    }
+)
+
 
 class RemotePosterior:
     """``q(theta | x)`` of a served model, with sbi's ``NeuralPosterior`` methods.
@@ -73,10 +85,7 @@ class RemotePosterior:
         show_progress_bars: bool = False,
         *,
         seed: int | None = None,
-        max_sampling_batch_size: int | None = None,
-        reject_outside_prior: bool = True,
-        max_sampling_time: float | None = None,
-        return_partial_on_timeout: bool = False,
+        **sbi_options: Any,
     ) -> Any:
         """Draws ``(*sample_shape, theta_dim)`` from the posterior at one observation.
 
@@ -86,11 +95,12 @@ class RemotePosterior:
             show_progress_bars: Accepted for sbi compatibility (one request, no bar).
             seed: Server-side seed; by default one is drawn from torch's global generator,
                 so ``torch.manual_seed`` makes a script reproducible as with local sbi.
-            max_sampling_batch_size, reject_outside_prior, max_sampling_time,
-            return_partial_on_timeout: sbi's options, accepted so sbi code runs
-                unchanged; they do not apply (the model draws inside the prior's support
-                in one pass).
+            sbi_options: sbi's sampling options (``max_sampling_batch_size``,
+                ``reject_outside_prior``...), accepted so sbi code runs unchanged; they do
+                not apply (the model draws inside the prior's support in one pass). Any
+                other name is a ``TypeError``.
         """
+        _check_sbi_options(sbi_options)
         x = self._x_or_default(x)
         draws = self.client.sample(
             self.model_id, self._single_x(x), _numel(sample_shape), self._seed(seed)
@@ -104,19 +114,16 @@ class RemotePosterior:
         show_progress_bars: bool = False,
         *,
         seed: int | None = None,
-        max_sampling_batch_size: int | None = None,
-        reject_outside_prior: bool = True,
-        max_sampling_time: float | None = None,
-        return_partial_on_timeout: bool = False,
+        **sbi_options: Any,
     ) -> Any:
         """Draws ``(*sample_shape, B, theta_dim)``: the posterior at each of ``B`` observations.
 
         Arguments:
             sample_shape: Shape of the draws per observation.
             x: Observations ``(B, x_dim)``.
-            show_progress_bars, seed, max_sampling_batch_size, reject_outside_prior,
-            max_sampling_time, return_partial_on_timeout: As in :meth:`sample`.
+            show_progress_bars, seed, sbi_options: As in :meth:`sample`.
         """
+        _check_sbi_options(sbi_options)
         rows = self._rows(x)
         draws = self.client.sample(self.model_id, rows, _numel(sample_shape), self._seed(seed))
         return to_torch(draws.reshape(*sample_shape, rows.shape[0], self.theta_dim), like=x)
@@ -228,6 +235,15 @@ class RemotePosterior:
         import torch
 
         return int(torch.randint(0, 2**62, ()).item())
+
+
+def _check_sbi_options(options: dict[str, Any]) -> None:
+    unknown = sorted(set(options) - SBI_SAMPLING_OPTIONS)
+    if unknown:
+        raise TypeError(
+            f"unexpected sampling option(s) {unknown}; sbi's {sorted(SBI_SAMPLING_OPTIONS)} "
+            "are accepted (and do not apply to a remote model)"
+        )
 
 
 def _numel(sample_shape: Sequence[int]) -> int:

@@ -63,6 +63,7 @@ def wait_for_job(
                 raise WaitTimeoutError(
                     f"job {job_id} is still {status} after {timeout_s} s", field="job_id"
                 )
+            time.sleep(transport.retry.backoff_s)  # the stream ended early: don't spin
     finally:
         bar.close(status)
 
