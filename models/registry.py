@@ -17,6 +17,8 @@ from .training import TrainConfig
 # name -> "module:Class", relative to this package.
 _FAMILIES: dict[str, str] = {
     "energy_flow": "energy_flow:EnergyFlow",
+    "self_normalizing_flow": "self_normalizing_flow:SelfNormalizingFlow",
+    "ebflow": "ebflow:EBFlow",
     "autoregressive_energy_machine": "autoregressive_energy_machine:AutoregressiveEnergyMachine",
     "semi_autoregressive_energy_flow": (
         "semi_autoregressive_energy_flow:SemiAutoregressiveEnergyFlow"

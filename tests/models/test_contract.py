@@ -21,6 +21,8 @@ from sbiserve.models import (
 # Small networks keep the contract fast; the families' defaults are exercised elsewhere.
 SMALL = {
     "energy_flow": {"hidden_features": [32, 32]},
+    "self_normalizing_flow": {"hidden_features": [16, 16], "transforms": 2, "bins": 4},
+    "ebflow": {"hidden_features": [16, 16], "transforms": 2},
     "autoregressive_energy_machine": {"hidden_features": [32, 32], "sample_proposals": 16},
     "semi_autoregressive_energy_flow": {"hidden_features": [32, 32], "blocks": 2},
 }

@@ -1,0 +1,119 @@
+"""EBFlow: sampling inverts the flow, the exact density, the score-matching objective."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+import pytest
+import torch
+
+from sbiserve.models import ConfigError, TrainConfig, build_estimator, fit
+from sbiserve.models.ebflow import EBFlow, EBFlowConfig
+
+NOISE = 0.5  # x = theta + NOISE * eps with theta ~ N(0, I_2)
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    # Tiny networks: one thread is faster than several fighting over shared cores.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def random_flow(theta_dim: int = 2, x_dim: int = 3) -> EBFlow:
+    """An untrained flow whose linear layers have determinants far from one."""
+    torch.manual_seed(0)
+    flow = EBFlow(theta_dim, x_dim, EBFlowConfig(hidden_features=(16,), transforms=3))
+    with torch.no_grad():
+        for k, linear in enumerate(flow.linears):
+            linear.weight.mul_(1.5 + k).add_(0.3 * torch.randn_like(linear.weight))
+            linear.bias.normal_()
+    return flow
+
+
+def grid_mass(flow: EBFlow, x: torch.Tensor) -> float:
+    grid = torch.linspace(-6, 6, 241)
+    points = torch.cartesian_prod(grid, grid)
+    with torch.no_grad():
+        return float(flow.log_prob(points, x).exp().sum() * (grid[1] - grid[0]) ** 2)
+
+
+def test_sampling_inverts_the_forward_map() -> None:
+    flow = random_flow(theta_dim=3)
+    h = flow.context(torch.randn(50, 3))
+    noise = torch.randn(50, 3)
+    with torch.no_grad():
+        u = flow._transform_noise(noise, h)
+        z, _ = flow.to_noise(u, h)
+    assert torch.allclose(z, noise, atol=1e-4)
+
+
+def test_log_prob_adds_the_dropped_linear_log_dets_once() -> None:
+    flow = random_flow()
+    u, h = torch.randn(4, 2), flow.context(torch.randn(4, 3))
+    with torch.no_grad():
+        log_dets = sum(torch.linalg.slogdet(linear.weight).logabsdet for linear in flow.linears)
+        assert abs(float(log_dets)) > 1  # dropping them would visibly break normalization
+        assert torch.allclose(flow._log_prob_u(u, h), -flow.energy(u, h) + log_dets, atol=1e-5)
+    for x in (torch.zeros(3), torch.tensor([1.0, -2.0, 0.5])):
+        assert grid_mass(flow, x) == pytest.approx(1.0, abs=0.01)
+
+
+def test_sliced_loss_is_unbiased_for_the_score_matching_objective() -> None:
+    flow = random_flow()
+    u, h = 0.5 * torch.randn(3, 2), flow.context(torch.randn(3, 3))
+    exact = []
+    for i in range(3):
+
+        def energy(point: torch.Tensor, i: int = i) -> torch.Tensor:
+            return flow.energy(point[None], h[i : i + 1])[0]
+
+        grad = torch.autograd.functional.jacobian(energy, u[i])
+        hessian = torch.autograd.functional.hessian(energy, u[i])
+        # 1/2 |s|^2 + tr(ds/du) with s = -dE/du
+        exact.append(0.5 * grad.square().sum() - hessian.trace())
+    repeats = 5000
+    torch.manual_seed(1)
+    with torch.no_grad():  # the loss still differentiates through the score
+        sliced = flow._loss_u(u.repeat(repeats, 1), h.repeat(repeats, 1))
+    estimate = sliced.reshape(repeats, 3).mean(0)
+    spread = sliced.reshape(repeats, 3).std(0) / math.sqrt(repeats)
+    assert torch.all((estimate - torch.stack(exact)).abs() < 4 * spread + 1e-3)
+
+
+def test_relu_is_rejected() -> None:
+    with pytest.raises(ConfigError, match="relu"):
+        build_estimator("ebflow", 2, 2, {"activation": "relu"})
+
+
+def test_score_matching_fits_a_gaussian_posterior() -> None:
+    torch.manual_seed(0)
+    theta = torch.randn(1600, 2)
+    x = theta + NOISE * torch.randn(1600, 2)
+    flow = build_estimator("ebflow", 2, 2, {"hidden_features": [32], "transforms": 2})
+    config = TrainConfig(
+        max_epochs=8,
+        batch_size=128,
+        learning_rate=1e-2,
+        lr_schedule="constant",
+        ema_decay=0.9,
+        device="cpu",
+    )
+    result = fit(flow, theta, x, config)
+    assert result.train_losses[-1] < result.train_losses[0] - 1
+    assert result.best_val_loss < result.val_losses[0] - 1
+
+    x_o = torch.tensor([0.8, -0.5])
+    shrink = 1 / (1 + NOISE**2)
+    posterior = torch.distributions.Normal(shrink * x_o, math.sqrt(NOISE**2 * shrink))
+    with torch.no_grad():
+        exact = posterior.sample((4000,))
+        kl = (posterior.log_prob(exact).sum(-1) - flow.log_prob(exact, x_o)).mean()
+        draws = flow.sample((4000,), x_o, generator=torch.Generator().manual_seed(1))
+    assert grid_mass(flow, x_o) == pytest.approx(1.0, abs=0.01)
+    assert kl < 0.05, kl
+    assert ((draws.mean(0) - posterior.mean).abs() / posterior.stddev < 0.2).all()
+    assert ((draws.std(0) / posterior.stddev - 1).abs() < 0.15).all()

@@ -1,0 +1,132 @@
+"""Self normalizing flow: the surrogate gradients, the learned inverse, a fitted posterior."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+import pytest
+import torch
+
+from sbiserve.models import ConfigError, TrainConfig, build_estimator, fit
+from sbiserve.models.self_normalizing_flow import SelfNormLinear, surrogate_log_abs_det
+
+NOISE = 0.5  # x = theta + NOISE * eps with theta ~ N(0, I_2)
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    # Tiny networks: one thread is faster than several fighting over shared cores.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def well_conditioned(dim: int) -> torch.Tensor:
+    return torch.eye(dim) + 0.3 * torch.randn(dim, dim)
+
+
+def test_surrogate_log_det_is_exact_in_value_with_the_paper_gradients() -> None:
+    torch.manual_seed(0)
+    weight = well_conditioned(4).requires_grad_()
+    inverse = torch.randn(4, 4).requires_grad_()  # deliberately not W^-1
+    value = surrogate_log_abs_det(weight, inverse)
+    value.backward()
+    assert value.item() == pytest.approx(torch.linalg.slogdet(weight).logabsdet.item(), abs=1e-5)
+    assert torch.allclose(weight.grad, inverse.T)  # R^T in place of W^-T
+    assert torch.allclose(inverse.grad, -weight.T)  # -W^T in place of -R^-T
+
+
+def test_surrogate_layer_gradients_match_exact_ones_when_r_is_the_inverse() -> None:
+    torch.manual_seed(1)
+    layer = SelfNormLinear(3)
+    with torch.no_grad():
+        layer.weight.copy_(well_conditioned(3))
+        layer.inverse_weight.copy_(torch.linalg.inv(layer.weight))
+        layer.bias.normal_()
+    v = torch.randn(8, 3, requires_grad=True)
+    g = torch.randn(8, 3)
+    ((layer(v, surrogate=True) * g).sum() - layer.log_abs_det(surrogate=True)).backward()
+
+    # W-form and R-form of the same objective, differentiated exactly.
+    weight = layer.weight.detach().requires_grad_()
+    v_exact = v.detach().requires_grad_()
+    w_form = (g * (v_exact @ weight.T)).sum() - torch.linalg.slogdet(weight).logabsdet
+    w_form.backward()
+    inverse = layer.inverse_weight.detach().requires_grad_()
+    z = v.detach() @ torch.linalg.inv(inverse).T
+    r_form = (g * z).sum() + torch.linalg.slogdet(inverse).logabsdet
+    r_form.backward()
+
+    assert torch.allclose(v.grad, v_exact.grad, atol=1e-5)
+    assert torch.allclose(layer.weight.grad, weight.grad, atol=1e-4)
+    assert torch.allclose(layer.inverse_weight.grad, inverse.grad, atol=1e-4)
+
+
+def test_reconstruction_makes_the_surrogate_gradient_the_true_one() -> None:
+    torch.manual_seed(2)
+    layer = SelfNormLinear(4)
+    with torch.no_grad():
+        layer.weight.copy_(well_conditioned(4))
+        layer.inverse_weight.copy_(torch.eye(4))
+    true_gradient = torch.linalg.inv(layer.weight.detach()).T
+    before = (layer.inverse_weight.detach().T - true_gradient).abs().max()
+    optimizer = torch.optim.Adam([layer.inverse_weight], lr=0.02)
+    for _ in range(400):
+        optimizer.zero_grad()
+        layer.reconstruction(torch.randn(64, 4)).mean().backward()
+        optimizer.step()
+    weight = layer.weight.detach().requires_grad_()
+    surrogate_log_abs_det(weight, layer.inverse_weight.detach()).backward()
+    assert before > 0.3
+    assert (weight.grad - true_gradient).abs().max() < 0.01
+
+
+def test_reconstruction_does_not_reach_earlier_layers() -> None:
+    layer = SelfNormLinear(3)
+    v = torch.randn(5, 3, requires_grad=True)
+    layer.reconstruction(v * 2).sum().backward()
+    assert v.grad is None
+
+
+def test_bad_bins_are_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="bins"):
+        build_estimator("self_normalizing_flow", 2, 2, {"bins": 1})
+
+
+def test_trained_flow_has_an_exact_density_close_to_the_analytic_posterior() -> None:
+    torch.manual_seed(0)
+    theta = torch.randn(1600, 2)
+    x = theta + NOISE * torch.randn(1600, 2)
+    flow = build_estimator(
+        "self_normalizing_flow", 2, 2, {"hidden_features": [32], "transforms": 2, "bins": 0}
+    )
+    config = TrainConfig(
+        max_epochs=8,
+        batch_size=128,
+        learning_rate=1e-2,
+        lr_schedule="constant",
+        ema_decay=0.9,
+        device="cpu",
+    )
+    result = fit(flow, theta, x, config)
+    assert result.best_val_loss < result.val_losses[0] - 0.3
+
+    x_o = torch.tensor([0.8, -0.5])
+    shrink = 1 / (1 + NOISE**2)
+    posterior = torch.distributions.Normal(shrink * x_o, math.sqrt(NOISE**2 * shrink))
+    grid = torch.linspace(-4, 4, 161)
+    points = torch.cartesian_prod(grid, grid)
+    with torch.no_grad():
+        mass = flow.log_prob(points, x_o).exp().sum() * (grid[1] - grid[0]) ** 2
+        exact = posterior.sample((4000,))
+        kl = (posterior.log_prob(exact).sum(-1) - flow.log_prob(exact, x_o)).mean()
+        draws = flow.sample((4000,), x_o, generator=torch.Generator().manual_seed(1))
+    assert mass.item() == pytest.approx(1.0, abs=0.01)  # the density is normalized
+    assert kl < 0.05, kl
+    # Draws run backwards through R; they follow the density because R W ~ I.
+    for linear in flow.linears:
+        assert (linear.inverse_weight @ linear.weight - torch.eye(2)).abs().max() < 0.02
+    assert ((draws.mean(0) - posterior.mean).abs() / posterior.stddev < 0.2).all()
+    assert ((draws.std(0) / posterior.stddev - 1).abs() < 0.15).all()
