@@ -84,12 +84,12 @@ class Keys:
 
 
 def decode(value: Any) -> Any:
-    """Bytes from Redis to str, recursively for dicts and lists."""
+    """Bytes from Redis to str, recursively for dicts, lists and sets (sets become lists)."""
     if isinstance(value, bytes):
         return value.decode()
     if isinstance(value, dict):
         return {decode(k): decode(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
+    if isinstance(value, list | tuple | set):
         return [decode(v) for v in value]
     return value
 

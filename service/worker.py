@@ -361,7 +361,7 @@ class Worker:
 
     # ------------------------------------------------------------------ sampling
     def _sample_once(self) -> None:
-        self._ensure_groups()
+        # No group check here (hot path): a NOGROUP error makes _loop recreate the groups.
         response = self.redis.xreadgroup(
             SAMPLE_GROUP,
             self.name,

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Response
 from fastapi.responses import StreamingResponse
 
-from sbiserve.models import BoxPrior, split_options
+from sbiserve.models import BoxPrior, ModelError, get_family, split_options
 
 from ..app import StateDep
 from ..errors import InvalidInput, NotFound
@@ -60,14 +60,16 @@ async def create_job(
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> Any:
     dataset = state.datasets.get(body.dataset_id)
-    try:
-        split_options(body.family, body.hyperparameters)
-        prior = BoxPrior.from_dict(body.prior.model_dump()) if body.prior else None
-    except ValueError as e:
-        field = "prior" if "prior" in str(e) else "hyperparameters"
-        if "family" in str(e):
-            field = "family"
-        raise InvalidInput(str(e), field) from None
+    for field, check in (
+        ("family", lambda: get_family(body.family)),
+        ("hyperparameters", lambda: split_options(body.family, body.hyperparameters)),
+        ("prior", lambda: BoxPrior.from_dict(body.prior.model_dump()) if body.prior else None),
+    ):
+        try:
+            result = check()
+        except ModelError as e:
+            raise InvalidInput(str(e), field) from None
+    prior = result
     if prior is not None:
         _check_prior(prior, dataset)
     job_id = uuid.uuid4().hex
