@@ -19,6 +19,8 @@ _FAMILIES: dict[str, str] = {
     "energy_flow": "energy_flow:EnergyFlow",
     "self_normalizing_flow": "self_normalizing_flow:SelfNormalizingFlow",
     "ebflow": "ebflow:EBFlow",
+    "npe": "npe:NPE",
+    "ffjord": "ffjord:FFJORD",
     "autoregressive_energy_machine": "autoregressive_energy_machine:AutoregressiveEnergyMachine",
     "semi_autoregressive_energy_flow": (
         "semi_autoregressive_energy_flow:SemiAutoregressiveEnergyFlow"

@@ -23,6 +23,8 @@ SMALL = {
     "energy_flow": {"hidden_features": [32, 32]},
     "self_normalizing_flow": {"hidden_features": [16, 16], "transforms": 2, "bins": 4},
     "ebflow": {"hidden_features": [16, 16], "transforms": 2},
+    "npe": {"hidden_features": 16, "num_transforms": 2, "num_bins": 4},
+    "ffjord": {"hidden_features": [16, 16]},
     "autoregressive_energy_machine": {"hidden_features": [32, 32], "sample_proposals": 16},
     "semi_autoregressive_energy_flow": {"hidden_features": [32, 32], "blocks": 2},
 }
