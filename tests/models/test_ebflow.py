@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -12,15 +11,6 @@ from sbiserve.models import ConfigError, TrainConfig, build_estimator, fit
 from sbiserve.models.ebflow import EBFlow, EBFlowConfig
 
 NOISE = 0.5  # x = theta + NOISE * eps with theta ~ N(0, I_2)
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    # Tiny networks: one thread is faster than several fighting over shared cores.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def random_flow(theta_dim: int = 2, x_dim: int = 3) -> EBFlow:

@@ -3,22 +3,12 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 
 import pytest
 import torch
 
 from sbiserve.models import BoxPrior, ConfigError, TrainConfig, build_estimator, fit
 from sbiserve.models.ffjord import FFJORD
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    # Tiny networks, hundreds of solver steps: extra threads only contend for the cores.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def curved(theta_dim: int, x_dim: int, prior: BoxPrior | None = None) -> FFJORD:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -11,15 +10,6 @@ import torch
 from sbiserve.models import BoxPrior, ConfigError, TrainConfig, build_estimator, fit
 
 SMALL = {"hidden_features": 16, "num_transforms": 2, "num_bins": 4}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    # Tiny networks: extra intra-op threads only contend for the shared cores.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.mark.parametrize("density_estimator", ["nsf", "maf"])
