@@ -98,8 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="the whole workflow on two-moons, ending in a plot")
     demo.add_argument("--out", default="two_moons_posterior.png", help="PNG to write")
-    demo.add_argument("--num-simulations", type=int, default=10_000)
-    demo.add_argument("--max-epochs", type=int, default=150)
+    demo.add_argument("--num-simulations", type=int, default=5_000)
+    demo.add_argument("--max-epochs", type=int, default=100)
     demo.set_defaults(func=_demo)
     return parser
 
@@ -107,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``sbiserve`` console script."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not one line per request
     args = build_parser().parse_args(argv)
     if getattr(args, "data_dir", None) is not None:
         from pathlib import Path
