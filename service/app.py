@@ -41,7 +41,7 @@ class AppState:
     """What every route needs."""
 
     settings: Settings
-    redis: aioredis.Redis
+    redis: Any  # an aioredis.Redis returning bytes (its response unions defeat mypy)
     keys: Keys
     datasets: DatasetStore
     models: ModelStore

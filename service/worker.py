@@ -102,7 +102,9 @@ class Worker:
             raise ServiceError("the worker needs REDIS_URL (or use `sbiserve serve`)")
         self.settings = settings
         self.keys = Keys(settings.key_prefix)
-        self.redis = redis.Redis.from_url(
+        # Any: redis-py's response types are unions over decode modes and protocol
+        # versions that mypy cannot narrow; this client always returns bytes (RESP2).
+        self.redis: Any = redis.Redis.from_url(
             settings.redis_url, socket_timeout=10, socket_connect_timeout=5, health_check_interval=5
         )
         self.datasets = DatasetStore(settings.data_dir)
@@ -130,7 +132,7 @@ class Worker:
         self._loop(self._train_once)
         for thread in threads:
             thread.join(timeout=5)
-        with contextlib.suppress(REDIS_DOWN):
+        with contextlib.suppress(*REDIS_DOWN):
             self.redis.zrem(self.keys.workers, self.name)
 
     def stop(self) -> None:

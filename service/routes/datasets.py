@@ -88,7 +88,7 @@ async def upload(request: Request, response: Response, state: StateDep) -> Any:
 
 
 def _json_error(error: ValueError) -> Exception:
-    errors = getattr(error, "errors", lambda: [])()
+    errors: list[Any] = getattr(error, "errors", lambda: [])()
     if errors and errors[0].get("type") == "json_invalid":
         return BadRequest(f"malformed JSON body: {errors[0].get('msg')}", "body")
     if errors:
