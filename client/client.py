@@ -321,7 +321,7 @@ class Client:
         try:
             answer = self._json("POST", "/v1/posterior/log_prob", json=body)
         except InvalidInputError as e:
-            if e.field == "model":  # the only 422 about the model itself: no density
+            if e.code == "no_density" or e.field == "model":
                 raise NoDensityError(e.message, code=e.code, field=e.field, status=e.status) from e
             raise
         values = np.asarray(answer["log_prob"], dtype=np.float32)

@@ -29,6 +29,12 @@ class InvalidInput(ServiceError):
     code = "invalid_input"
 
 
+class NoDensity(InvalidInput):
+    """``log_prob`` was asked of a family that is a generator without a density."""
+
+    code = "no_density"
+
+
 class BadRequest(ServiceError):
     """The request cannot be parsed (malformed JSON, wrong file format)."""
 

@@ -437,9 +437,14 @@ class Worker:
                     noise.append(estimator.draw_noise(num * batch, generator))
                 theta = estimator.sample_from_context(torch.cat(rows), torch.cat(noise))
                 theta = theta.float().cpu().numpy()
-        except (ModelError, RuntimeError) as e:
+        except ModelError as e:
             for r in group:
                 self._reply(r, {"error": str(e), "status": 422})
+            return
+        except RuntimeError as e:  # e.g. out of device memory: the server's fault
+            log.exception("sampling failed")
+            for r in group:
+                self._reply(r, {"error": f"sampling failed on the worker: {e}", "status": 500})
             return
         start = 0
         for r in group:

@@ -18,7 +18,7 @@ from fastapi import APIRouter, Request, Response
 
 from ..app import AppState, StateDep, json_bytes
 from ..arrays import NPY_MEDIA_TYPE, as_matrix, from_json, load_npy, to_npy_bytes
-from ..errors import InvalidInput, ServiceError, Unavailable
+from ..errors import InvalidInput, NoDensity, ServiceError, Unavailable
 from ..queue import SAMPLE_LANE_MAXLEN, unpack_reply
 from ..schemas import ErrorBody, LogProbRequest, LogProbResponse, SampleRequest, SampleResponse
 
@@ -151,7 +151,7 @@ async def sample(body: SampleRequest, request: Request, state: StateDep) -> Any:
 async def log_prob(body: LogProbRequest, state: StateDep) -> Any:
     meta = _meta(state, body.model)
     if meta["log_prob_kind"] == "none":
-        raise InvalidInput(
+        raise NoDensity(
             f"model {meta['model_id']} (family {meta['family']}) is a generator without a density: "
             "log_prob is not available; draw samples instead",
             "model",

@@ -107,7 +107,7 @@ def test_upload_train_events_sample(api: httpx.Client) -> None:
     density = api.post(
         "/v1/posterior/log_prob", json={"model": model_id, "theta": [[0, 0]], "x": [0.0, 0.0, 0.0]}
     )
-    assert density.status_code == 422 and "without a density" in density.json()["error"]["message"]
+    assert density.status_code == 422 and density.json()["error"]["code"] == "no_density"
 
     # Deleting the model removes it and its alias.
     assert api.delete("/v1/models/toy:latest").status_code == 204
