@@ -333,8 +333,15 @@ class Worker:
             "wall_time_s": result.wall_time_s,
         }
         staging, model_id = self.models.stage(estimator, metrics)
-        # Whichever attempt sets model_id first publishes; a late duplicate is discarded.
-        if self.redis.hsetnx(self.keys.job(job_id), "model_id", model_id):
+        # Whichever attempt sets model_id first publishes; a late duplicate is discarded,
+        # unless the winner died before its files were in place.
+        won = bool(self.redis.hsetnx(self.keys.job(job_id), "model_id", model_id))
+        if not won:
+            earlier = decode(self.redis.hget(self.keys.job(job_id), "model_id"))
+            if not self.models.exists(earlier):
+                self.redis.hset(self.keys.job(job_id), "model_id", model_id)
+                won = True
+        if won:
             self.models.publish(
                 staging,
                 model_id,
