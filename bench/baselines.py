@@ -111,7 +111,7 @@ def train_baseline(
     if max_epochs is not None:
         train_options.setdefault("max_num_epochs", max_epochs)
     network_argument = "vf_estimator" if trainer_name == "FMPE" else "density_estimator"
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     trainer = getattr(inference, trainer_name)(
         prior=prior,
         device=str(device),
@@ -122,6 +122,7 @@ def train_baseline(
     trainer.append_simulations(theta.to(device), x.to(device)).train(**train_options)
     posterior = trainer.build_posterior()
     train_seconds = time.perf_counter() - start
+    train_cpu_seconds = time.process_time() - cpu_start
 
     def sample(num: int, x_o: Tensor) -> Tensor:
         kwargs: dict[str, Any] = {"show_progress_bars": False}
@@ -139,6 +140,7 @@ def train_baseline(
     return Trained(
         sample=sample,
         train_seconds=train_seconds,
+        train_cpu_seconds=train_cpu_seconds,
         epochs=int(trainer.summary["epochs_trained"][-1]),
         hyperparameters={
             "sbi": f"{trainer_name}({kind})",

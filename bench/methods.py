@@ -81,10 +81,11 @@ def _train_family(
     if caps.max_seconds is not None:
         defaults["max_seconds"] = caps.max_seconds
     model_config, train_config = split_options(family, {**defaults, **options})
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     estimator = build_estimator(family, theta.shape[1], x.shape[1], model_config, box)
     result = fit(estimator, theta, x, train_config)
     train_seconds = time.perf_counter() - start
+    train_cpu_seconds = time.process_time() - cpu_start
 
     @torch.no_grad()
     def sample(num: int, x_o: Tensor) -> Tensor:
@@ -93,6 +94,7 @@ def _train_family(
     return Trained(
         sample=sample,
         train_seconds=train_seconds,
+        train_cpu_seconds=train_cpu_seconds,
         epochs=result.epochs,
         hyperparameters={
             "model": model_config.to_dict(),

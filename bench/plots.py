@@ -14,10 +14,7 @@ from typing import Any
 from matplotlib.figure import Figure
 
 from bench.published import Published
-
-
-def _ordered(values: list[Any]) -> list[Any]:
-    return list(dict.fromkeys(values))
+from bench.tables import method_order, ordered
 
 
 def _save(figure: Figure, path: Path, legend_space: float = 0.0) -> None:
@@ -31,8 +28,8 @@ def c2st_against_budget(rows: list[dict[str, Any]], figures: Published, path: Pa
 
     The published NPE figure is drawn as grey crosses for context.
     """
-    task_names = _ordered([r["task"] for r in rows])
-    methods = _ordered([r["method"] for r in rows])
+    task_names = ordered([r["task"] for r in rows])
+    methods = method_order([r["method"] for r in rows])
     cols = min(4, max(1, len(task_names)))
     nrows = math.ceil(len(task_names) / cols) if task_names else 1
     figure = Figure(figsize=(3.6 * cols, 3.0 * nrows))
@@ -63,8 +60,8 @@ def c2st_against_budget(rows: list[dict[str, Any]], figures: Published, path: Pa
 
 def training_time(rows: list[dict[str, Any]], path: Path) -> None:
     """Grouped bars: training seconds per method, one group per task and budget."""
-    cells = _ordered([(r["task"], r["budget"]) for r in rows])
-    methods = _ordered([r["method"] for r in rows])
+    cells = ordered([(r["task"], r["budget"]) for r in rows])
+    methods = method_order([r["method"] for r in rows])
     width = 0.8 / max(1, len(methods))
     figure = Figure(figsize=(max(6.0, 1.1 * len(cells) + 2), 3.8))
     ax = figure.subplots()
@@ -89,7 +86,7 @@ def training_time(rows: list[dict[str, Any]], path: Path) -> None:
 def speed(rows: list[dict[str, Any]], path: Path) -> None:
     """Draws per second against theta dimension, one panel per batch of observations."""
     batches = sorted({r["num_observations"] for r in rows})
-    methods = _ordered([r["method"] for r in rows])
+    methods = method_order([r["method"] for r in rows])
     figure = Figure(figsize=(3.4 * len(batches), 3.2))
     axes = figure.subplots(1, len(batches), squeeze=False)
     for ax, batch in zip(axes.flat, batches, strict=True):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
 import os
 import platform
@@ -43,8 +44,20 @@ def device_name(device: torch.device) -> str:
     return "cpu"
 
 
+def models_digest(folder: Path) -> str:
+    """Short SHA-256 of every ``*.py`` file under ``folder``: the model code a result used.
+
+    The commit alone does not say it when the working tree has uncommitted changes.
+    """
+    digest = hashlib.sha256()
+    for path in sorted(folder.rglob("*.py")):
+        digest.update(path.relative_to(folder).as_posix().encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
 def git_commit() -> dict[str, Any]:
-    """The checked-out commit and whether tracked files differ from it."""
+    """The checked-out commit, whether tracked files differ from it, the models' digest."""
     root = Path(__file__).resolve().parent.parent
 
     def git(*args: str) -> str:
@@ -54,6 +67,7 @@ def git_commit() -> dict[str, Any]:
     return {
         "commit": git("rev-parse", "HEAD") or "unknown",
         "dirty": bool(git("status", "-uno", "--porcelain")),
+        "models_digest": models_digest(root / "models"),
     }
 
 

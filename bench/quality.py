@@ -17,6 +17,7 @@ import argparse
 import dataclasses
 import datetime
 import json
+import os
 import sys
 import time
 import traceback
@@ -114,6 +115,8 @@ def run_method(
         )
         row.update(
             train_seconds=trained.train_seconds,
+            train_cpu_seconds=trained.train_cpu_seconds,
+            load_average_1min=os.getloadavg()[0],
             epochs=trained.epochs,
             hyperparameters=trained.hyperparameters,
         )

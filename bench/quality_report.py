@@ -10,18 +10,20 @@ from typing import Any
 
 from bench import plots
 from bench.published import SHOWN, Published
+from bench.tables import markdown_table, method_order, ordered
 
 REPORT_FILE = "quality.md"
 C2ST_PLOT = "quality_c2st.png"
 TIME_PLOT = "quality_train_time.png"
 
+SMOKE_NOTE = [
+    "**Smoke run**: tiny budget, 1-2 epochs and a C2ST classifier with capped epochs; "
+    "these numbers only show that the harness works.",
+    "",
+]
+
 Group = tuple[str, int, str]
 """``(task, budget, method)``."""
-
-
-def _ordered(values: list[Any]) -> list[Any]:
-    """Unique values in order of first appearance."""
-    return list(dict.fromkeys(values))
 
 
 def _groups(rows: list[dict[str, Any]]) -> dict[Group, list[dict[str, Any]]]:
@@ -45,22 +47,17 @@ def _c2st_cell(rows: list[dict[str, Any]], best: bool) -> str:
     return f"**{text}**" if best else text
 
 
-def _table(header: list[str], lines: list[list[str]]) -> list[str]:
-    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return out + ["| " + " | ".join(line) + " |" for line in lines]
-
-
 def c2st_table(rows: list[dict[str, Any]], figures: Published) -> list[str]:
     """Markdown lines: methods side by side per task and budget, published columns last."""
     groups = _groups(rows)
-    methods = _ordered([r["method"] for r in rows])
-    cells = _ordered([(r["task"], r["budget"]) for r in rows])
+    methods = method_order([r["method"] for r in rows])
+    cells = ordered([(r["task"], r["budget"]) for r in rows])
     shown = {title: name for title, name in SHOWN.items() if any(k[1] == name for k in figures)}
     lines = []
     for task, budget in cells:
         present = {m: groups[(task, budget, m)] for m in methods if groups.get((task, budget, m))}
         best = min((_mean(g, "c2st_mean") for g in present.values()), default=None)
-        obs = _ordered([len(r["observations"]) for g in present.values() for r in g])
+        obs = ordered([len(r["observations"]) for g in present.values() for r in g])
         line = [task, f"{budget:,}", "/".join(map(str, obs)) or "–"]
         for m in methods:
             group = present.get(m)
@@ -69,45 +66,49 @@ def c2st_table(rows: list[dict[str, Any]], figures: Published) -> list[str]:
             figure = figures.get((task, name, budget))
             line.append(f"{figure:.3f}" if figure is not None else "–")
         lines.append(line)
-    return _table(["task", "budget", "obs", *methods, *shown], lines)
+    return markdown_table(["task", "budget", "obs", *methods, *shown], lines)
+
+
+def _cost_cell(rows: list[dict[str, Any]]) -> str:
+    """``wall s (cpu s) / epochs / draw-call s``; older rows lack the CPU time."""
+    cpu = [r["train_cpu_seconds"] for r in rows if "train_cpu_seconds" in r]
+    train = f"{_mean(rows, 'train_seconds'):.0f} s"
+    if len(cpu) == len(rows):
+        train += f" ({statistics.fmean(cpu):.0f} s CPU)"
+    return f"{train} / {_mean(rows, 'epochs'):.0f} ep / {_mean(rows, 'sample_seconds_mean'):.2f} s"
 
 
 def cost_table(rows: list[dict[str, Any]]) -> list[str]:
     """Markdown lines: training seconds and epochs, and seconds per draw call, per method."""
     groups = _groups(rows)
-    methods = _ordered([r["method"] for r in rows])
+    methods = method_order([r["method"] for r in rows])
     lines = []
-    for task, budget in _ordered([(r["task"], r["budget"]) for r in rows]):
+    for task, budget in ordered([(r["task"], r["budget"]) for r in rows]):
         line = [task, f"{budget:,}"]
         for m in methods:
             g = groups.get((task, budget, m))
-            line.append(
-                f"{_mean(g, 'train_seconds'):.0f} s / {_mean(g, 'epochs'):.0f} ep / "
-                f"{_mean(g, 'sample_seconds_mean'):.2f} s"
-                if g
-                else "–"
-            )
+            line.append(_cost_cell(g) if g else "–")
         lines.append(line)
-    return _table(["task", "budget", *methods], lines)
+    return markdown_table(["task", "budget", *methods], lines)
 
 
 def settings_lines(rows: list[dict[str, Any]]) -> list[str]:
     """Markdown lines describing how the rows were produced."""
     ok = [r for r in rows if r.get("error") is None]
     lines = [
-        f"- draws per observation: {_ordered([r['num_draws'] for r in rows])}; "
-        f"C2ST folds: {_ordered([r['c2st_folds'] for r in rows])}; C2ST classifier epoch "
-        f"cap (smoke only): {_ordered([r['c2st_max_iter'] for r in rows])}; "
-        f"seeds: {_ordered([r['seed'] for r in rows])}",
-        f"- training caps: {_ordered([json.dumps(r['caps']) for r in rows])}",
-        f"- device: {_ordered([r['device'] for r in rows])}; "
-        f"CPU: {_ordered([r['cpu'] for r in rows])}",
-        f"- versions: {_ordered([json.dumps(r['versions'], sort_keys=True) for r in rows])}",
-        f"- git: {_ordered([json.dumps(r['git']) for r in rows])}",
+        f"- draws per observation: {ordered([r['num_draws'] for r in rows])}; "
+        f"C2ST folds: {ordered([r['c2st_folds'] for r in rows])}; C2ST classifier epoch "
+        f"cap (smoke only): {ordered([r['c2st_max_iter'] for r in rows])}; "
+        f"seeds: {ordered([r['seed'] for r in rows])}",
+        f"- training caps: {ordered([json.dumps(r['caps']) for r in rows])}",
+        f"- device: {ordered([r['device'] for r in rows])}; "
+        f"CPU: {ordered([r['cpu'] for r in rows])}",
+        f"- versions: {ordered([json.dumps(r['versions'], sort_keys=True) for r in rows])}",
+        f"- git: {ordered([json.dumps(r['git']) for r in rows])}",
         "- hyperparameters (every option each method ran with):",
     ]
-    for method in _ordered([r["method"] for r in ok]):
-        sets = _ordered([json.dumps(r["hyperparameters"]) for r in ok if r["method"] == method])
+    for method in ordered([r["method"] for r in ok]):
+        sets = ordered([json.dumps(r["hyperparameters"]) for r in ok if r["method"] == method])
         lines += [f"  - `{method}`: `{s}`" for s in sets]
     errors = [r for r in rows if r.get("error") is not None]
     if errors:
@@ -130,10 +131,12 @@ def write(rows: list[dict[str, Any]], out: Path, figures: Published) -> None:
         "method in a row trained on the same simulations in the same run. Published "
         "columns come from other papers and machines: context, not part of the comparison.",
         "",
+        *(SMOKE_NOTE if any(r.get("smoke") for r in rows) else []),
         *c2st_table(rows, figures),
         "",
-        "Cost per method: training wall time / epochs / seconds for one call drawing the "
-        "draws of one observation (mean over observations).",
+        "Cost per method: training wall time (and this process's CPU time, where recorded) / "
+        "epochs / seconds for one call drawing the draws of one observation (mean over "
+        "observations). Wall times depend on how busy the machine was.",
         "",
         *cost_table(rows),
         "",

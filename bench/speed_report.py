@@ -6,25 +6,18 @@ import json
 from pathlib import Path
 from typing import Any
 
+from bench.tables import markdown_table, method_order, ordered
+
 REPORT_FILE = "speed.md"
 PLOT = "speed.png"
 REFERENCES = ("npe_nsf", "npe_maf")
 
 
-def _ordered(values: list[Any]) -> list[Any]:
-    return list(dict.fromkeys(values))
-
-
-def _table(header: list[str], lines: list[list[str]]) -> list[str]:
-    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return out + ["| " + " | ".join(line) + " |" for line in lines]
-
-
 def tables(rows: list[dict[str, Any]]) -> list[str]:
     """Markdown lines: draws/s per method, then each method's ratio to NPE (NSF, MAF)."""
-    methods = _ordered([r["method"] for r in rows])
+    methods = method_order([r["method"] for r in rows])
     speed = {(r["theta_dim"], r["num_observations"], r["method"]): r for r in rows}
-    cells = _ordered([(r["theta_dim"], r["num_observations"]) for r in rows])
+    cells = ordered([(r["theta_dim"], r["num_observations"]) for r in rows])
     rate_lines, ratio_lines = [], []
     references = [m for m in REFERENCES if m in methods]
     others = [m for m in methods if m not in references]
@@ -45,14 +38,14 @@ def tables(rows: list[dict[str, Any]]) -> list[str]:
             ]
             ratio.append(" / ".join(parts))
         ratio_lines.append(ratio)
-    lines = _table(["D", "B", *methods], rate_lines)
+    lines = markdown_table(["D", "B", *methods], rate_lines)
     if references and others:
         lines += [
             "",
             f"Ratio of draws per second to sbi's NPE ({' / '.join(references)}); above 1 is "
             "faster than NPE.",
             "",
-            *_table(["D", "B", *others], ratio_lines),
+            *markdown_table(["D", "B", *others], ratio_lines),
         ]
     return lines
 

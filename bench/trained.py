@@ -23,11 +23,14 @@ class Trained:
     Arguments:
         sample: Draws from the trained posterior.
         train_seconds: Wall time of building and training, in seconds.
+        train_cpu_seconds: CPU time of this process over the same span (a fairer
+            measure than wall time on a machine shared with other jobs).
         epochs: Epochs trained.
         hyperparameters: Every option the method ran with, JSON-ready.
     """
 
     sample: Sampler
     train_seconds: float
+    train_cpu_seconds: float
     epochs: int
     hyperparameters: dict[str, Any]
