@@ -13,8 +13,18 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
+from bench.baselines import BASELINES
+from bench.methods import base_name
 from bench.published import Published
 from bench.tables import method_order, ordered
+
+
+def _style(method: str, methods: list[str]) -> dict[str, Any]:
+    """A method's line style, the same in every panel: sbi baselines dashed with squares."""
+    color = f"C{methods.index(method) % 10}"
+    if base_name(method) in BASELINES:
+        return {"color": color, "marker": "s", "linestyle": "--"}
+    return {"color": color, "marker": "o", "linestyle": "-"}
 
 
 def _save(figure: Figure, path: Path, legend_space: float = 0.0) -> None:
@@ -42,7 +52,7 @@ def c2st_against_budget(rows: list[dict[str, Any]], figures: Published, path: Pa
                     points[r["budget"]].append(r["c2st_mean"])
             budgets = sorted(points)
             means = [sum(points[b]) / len(points[b]) for b in budgets]
-            ax.plot(budgets, means, marker="o", label=method)
+            ax.plot(budgets, means, label=method, **_style(method, methods))
         npe = sorted((b, v) for (t, m, b), v in figures.items() if t == task and m == "NPE")
         if npe:
             ax.plot(*zip(*npe, strict=True), "x--", color="grey", label="NPE (sbibm paper)")
@@ -97,8 +107,11 @@ def speed(rows: list[dict[str, Any]], path: Path) -> None:
                 if r["method"] == method and r["num_observations"] == batch
             )
             if points:
-                ax.plot(*zip(*points, strict=True), marker="o", label=method)
+                ax.plot(*zip(*points, strict=True), label=method, **_style(method, methods))
+        dims = sorted({r["theta_dim"] for r in rows})
         ax.set_xscale("log")
+        ax.set_xticks(dims, [str(d) for d in dims])
+        ax.minorticks_off()
         ax.set_yscale("log")
         ax.set_title(f"{batch} observation(s) per call")
         ax.set_xlabel("theta dimension")
