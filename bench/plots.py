@@ -27,6 +27,15 @@ def _style(method: str, methods: list[str]) -> dict[str, Any]:
     return {"color": color, "marker": "o", "linestyle": "-"}
 
 
+def _legend(figure: Figure, axes: Any) -> None:
+    """One legend below the panels with every label drawn in any panel."""
+    entries: dict[str, Any] = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            entries.setdefault(label, handle)
+    figure.legend(list(entries.values()), list(entries), loc="lower center", ncol=4, fontsize=8)
+
+
 def _save(figure: Figure, path: Path, legend_space: float = 0.0) -> None:
     """Lays out (leaving ``legend_space`` of the height at the bottom) and saves."""
     figure.tight_layout(rect=(0.0, legend_space, 1.0, 1.0))
@@ -63,8 +72,7 @@ def c2st_against_budget(rows: list[dict[str, Any]], figures: Published, path: Pa
         ax.set_ylabel("C2ST (lower is better)")
     for ax in list(axes.flat)[len(task_names) :]:
         ax.axis("off")
-    handles, labels = axes.flat[0].get_legend_handles_labels()
-    figure.legend(handles, labels, loc="lower center", ncol=min(4, len(labels)), fontsize=8)
+    _legend(figure, axes.flat)
     _save(figure, path, legend_space=0.12 if nrows > 1 else 0.2)
 
 
@@ -116,6 +124,5 @@ def speed(rows: list[dict[str, Any]], path: Path) -> None:
         ax.set_title(f"{batch} observation(s) per call")
         ax.set_xlabel("theta dimension")
         ax.set_ylabel("draws / s")
-    handles, labels = axes.flat[0].get_legend_handles_labels()
-    figure.legend(handles, labels, loc="lower center", ncol=min(4, len(labels)), fontsize=8)
+    _legend(figure, axes.flat)
     _save(figure, path, legend_space=0.2)
