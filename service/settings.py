@@ -40,6 +40,15 @@ class Settings(BaseSettings):
     model_cache_size: int = Field(8, description="Trained models kept resident per worker.")
     sample_max_batch: int = Field(256, description="Requests drained into one batch.")
     sample_wait_ms: int = Field(2, description="Extra wait to let a batch fill up.")
+    sample_max_draws: int = Field(
+        262_144,
+        gt=0,
+        description="Most draws in one forward pass: a bigger batch is answered in parts, "
+        "small requests first, which bounds memory and lets them return early.",
+    )
+    torch_threads: int = Field(
+        0, ge=0, description="CPU threads torch may use in a worker (0: torch's default)."
+    )
     heartbeat_s: float = Field(2.0, description="Worker heartbeat period.")
     claim_after_s: float = Field(30.0, description="Reclaim a job silent for this long.")
     max_attempts: int = Field(3, description="Attempts per job before the dead-letter stream.")

@@ -7,8 +7,9 @@ One process per GPU. Three threads side by side, so sampling never waits for tra
   written to Redis and a cancellation check, and publishes the model exactly once
   (``HSETNX`` on the job decides which attempt publishes);
 - the sampler drains every waiting sampling request, groups them per model and draws
-  for all of them in one forward pass; each request brings its own seed, so the noise is
-  drawn per request and batching does not change what a seed gives;
+  for them in shared forward passes of at most ``sample_max_draws`` draws (small requests
+  first, so a huge one cannot hold them back); each request brings its own seed, so the
+  noise is drawn per request and batching does not change what a seed gives;
 - the heartbeat marks the worker live and keeps the idle time of its current job at 0.
 
 Trained models stay resident in an LRU cache. Redis outages are waited out.
@@ -110,6 +111,8 @@ class Worker:
         self.datasets = DatasetStore(settings.data_dir)
         self.models = ModelStore(settings.data_dir)
         self.device = resolve_device(settings.device)
+        if settings.torch_threads > 0:
+            torch.set_num_threads(settings.torch_threads)
         self.name = name or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.cache = ModelCache(self.models, self.device, settings.model_cache_size)
         self.stopping = threading.Event()
@@ -422,8 +425,11 @@ class Worker:
                     self._reply(request, {"error": e.message, "status": e.status})
                 continue
             sampling = [r for r in group if r["op"] == "sample"]
-            if sampling:
-                self._sample_group(estimator, sampling)
+            for part in split_by_draws(sampling, self.settings.sample_max_draws):
+                # A part after a long one may have waited past its deadline: skip it.
+                live = [r for r in part if r["deadline"] >= time.time()]
+                if live:
+                    self._sample_group(estimator, live)
             for request in group:
                 if request["op"] == "log_prob":
                     self._log_prob(estimator, request)
@@ -442,8 +448,17 @@ class Worker:
                     rows.append(h_r.expand(num, *h_r.shape).reshape(num * batch, -1))
                     generator = torch.Generator().manual_seed(r["seed"])
                     noise.append(estimator.draw_noise(num * batch, generator))
-                theta = estimator.sample_from_context(torch.cat(rows), torch.cat(noise))
-                theta = theta.float().cpu().numpy()
+                h_all, noise_all = torch.cat(rows), torch.cat(noise)
+                step = self.settings.sample_max_draws  # one request may exceed it alone
+                theta = np.concatenate(
+                    [
+                        estimator.sample_from_context(h_all[i : i + step], noise_all[i : i + step])
+                        .float()
+                        .cpu()
+                        .numpy()
+                        for i in range(0, h_all.shape[0], step)
+                    ]
+                )
         except ModelError as e:
             for r in group:
                 self._reply(r, {"error": str(e), "status": 422})
@@ -477,6 +492,28 @@ class Worker:
             self._reply(request, {"error": str(e), "status": 422})
             return
         self._reply(request, {"kind": estimator.log_prob_kind}, to_npy_bytes(lp))
+
+
+def split_by_draws(requests: list[dict[str, Any]], max_draws: int) -> list[list[dict[str, Any]]]:
+    """Parts of at most ``max_draws`` draws each, smallest requests first.
+
+    Small requests go first so one huge request cannot hold many small ones behind it;
+    a request bigger than ``max_draws`` forms a part of its own.
+    """
+    parts: list[list[dict[str, Any]]] = []
+    size = 0
+    for request in sorted(requests, key=_draws):
+        if parts and size + _draws(request) <= max_draws:
+            parts[-1].append(request)
+            size += _draws(request)
+        else:
+            parts.append([request])
+            size = _draws(request)
+    return parts
+
+
+def _draws(request: dict[str, Any]) -> int:
+    return int(request["num_samples"]) * int(request["x"].shape[0])
 
 
 def decode_request(fields: dict[bytes, bytes]) -> dict[str, Any]:

@@ -1,0 +1,91 @@
+"""The sampler's split of a batch into forward passes of bounded size, on real Redis."""
+
+from __future__ import annotations
+
+import io
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import redis
+
+from sbiserve.models import EnergyFlow, EnergyFlowConfig
+from sbiserve.service.arrays import load_npy
+from sbiserve.service.queue import unpack_reply
+from sbiserve.service.worker import Worker, split_by_draws
+
+from .conftest import cleanup, fast_settings
+
+
+def request(num_samples: int, num_obs: int = 1, seed: int = 0, **extra: Any) -> dict[str, Any]:
+    return {
+        "id": uuid.uuid4().hex,
+        "op": "sample",
+        "model_id": "m",
+        "deadline": time.time() + 60,
+        "x": np.zeros((num_obs, 2), dtype=np.float32),
+        "num_samples": num_samples,
+        "seed": seed,
+        **extra,
+    }
+
+
+def test_split_by_draws_bounds_every_part_and_puts_small_requests_first() -> None:
+    requests = [request(700), request(10), request(300, num_obs=2), request(5), request(2000)]
+    parts = split_by_draws(requests, max_draws=1000)
+    sizes = [[r["num_samples"] * r["x"].shape[0] for r in part] for part in parts]
+    assert sizes == [[5, 10, 600], [700], [2000]]  # an oversized request stands alone
+    assert sorted(id(r) for part in parts for r in part) == sorted(map(id, requests))
+    assert split_by_draws([], 10) == []
+
+
+@pytest.fixture
+def worker(tmp_path: Path) -> Any:
+    settings = fast_settings(tmp_path, sample_max_draws=64)
+    worker = Worker(settings, name="batching-test")
+    flow = EnergyFlow(2, 2, EnergyFlowConfig(hidden_features=(8,)))
+    staging, model_id = worker.models.stage(flow, metrics={})
+    worker.models.publish(staging, model_id, {"family": flow.family})
+    try:
+        yield worker, model_id
+    finally:
+        cleanup(settings)
+
+
+def replies(worker: Worker, requests: list[dict[str, Any]]) -> list[np.ndarray]:
+    client = redis.Redis.from_url(worker.settings.redis_url or "")
+    out = []
+    for r in requests:
+        message = client.lpop(worker.keys.reply(r["id"]))
+        assert message is not None, f"no reply to {r['num_samples']} draws"
+        meta, payload = unpack_reply(message)
+        assert "error" not in meta, meta
+        out.append(load_npy(io.BytesIO(payload), "draws"))
+    return out
+
+
+def test_split_batches_give_the_same_draws_as_one_pass(worker: Any) -> None:
+    worker, model_id = worker
+    sizes = [(3, 1), (50, 2), (200, 1), (1, 3)]  # 403 draws in parts of at most 64
+    requests = [request(n, b, seed=i, model_id=model_id) for i, (n, b) in enumerate(sizes)]
+    worker._answer(requests)
+    split = replies(worker, requests)
+    assert [d.shape for d in split] == [(n, b, 2) for n, b in sizes]
+
+    worker.settings.sample_max_draws = 10_000
+    worker._answer(requests)
+    for parts, whole in zip(split, replies(worker, requests), strict=True):
+        np.testing.assert_allclose(parts, whole, rtol=1e-5, atol=1e-6)
+
+
+def test_requests_past_their_deadline_are_skipped(worker: Any) -> None:
+    worker, model_id = worker
+    late = request(10, model_id=model_id, deadline=time.time() - 1)
+    live = request(10, model_id=model_id)
+    worker._answer([late, live])
+    assert replies(worker, [live])[0].shape == (10, 1, 2)
+    client = redis.Redis.from_url(worker.settings.redis_url or "")
+    assert client.llen(worker.keys.reply(late["id"])) == 0
