@@ -46,6 +46,11 @@ class TrainConfig(Config):
         weight_decay: Adam's (decoupled, AdamW) weight decay.
         validation_fraction: Share of the simulations held out for early stopping.
         patience: Epochs without a better validation loss before stopping.
+        min_steps: Optimizer steps before early stopping or a plateau cut of the learning
+            rate may happen. Energy-score training sits on a long plateau (the location
+            and scale are fitted) before it learns a posterior's shape; on small data
+            sets that plateau spans many short epochs, and stopping there leaves a poor
+            fit (C2ST 0.96 against 0.64 on sbibm's two_moons at 1,000 simulations).
         clip_grad_norm: Largest gradient norm per step (0 turns clipping off).
         lr_schedule: ``plateau`` (halve on stalls), ``cosine`` (to ``max_epochs``) or
             ``constant``.
@@ -63,6 +68,7 @@ class TrainConfig(Config):
     weight_decay: float = 0.0
     validation_fraction: float = 0.1
     patience: int = 30
+    min_steps: int = 1000
     clip_grad_norm: float = 5.0
     lr_schedule: str = "plateau"
     ema_decay: float = 0.995
@@ -77,6 +83,7 @@ class TrainConfig(Config):
         require(self.weight_decay >= 0, "weight_decay must be >= 0")
         require(0 < self.validation_fraction < 1, "validation_fraction must lie in (0, 1)")
         require(self.patience >= 1, "patience must be >= 1")
+        require(self.min_steps >= 0, "min_steps must be >= 0")
         require(self.clip_grad_norm >= 0, "clip_grad_norm must be >= 0")
         require(self.lr_schedule in SCHEDULES, f"lr_schedule must be one of {SCHEDULES}")
         require(0 <= self.ema_decay < 1, "ema_decay must lie in [0, 1)")
@@ -227,7 +234,7 @@ def fit(
     start_time = time.perf_counter()
     stopped_early = False
     num_train = theta_train.shape[0]
-    epoch = 0
+    epoch = steps = 0
     for epoch in range(1, config.max_epochs + 1):
         estimator.train()
         perm = torch.randperm(num_train, generator=generator).to(device)
@@ -247,6 +254,7 @@ def fit(
             if config.clip_grad_norm > 0:
                 torch.nn.utils.clip_grad_norm_(estimator.parameters(), config.clip_grad_norm)
             optimizer.step()
+            steps += 1
             if ema is not None:
                 ema.update_parameters(estimator)
             total += float(loss.detach()) * batch.shape[0]
@@ -258,8 +266,10 @@ def fit(
         if val_loss < best_val:
             best_val, best_epoch = val_loss, epoch
             best_state = copy.deepcopy(evaluated.state_dict())
+        settled = steps >= config.min_steps
         if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-            scheduler.step(val_loss)
+            if settled:
+                scheduler.step(val_loss)
         elif scheduler is not None:
             scheduler.step()
         elapsed = time.perf_counter() - start_time
@@ -275,7 +285,7 @@ def fit(
                     elapsed_s=elapsed,
                 )
             )
-        if epoch - best_epoch >= config.patience:
+        if settled and epoch - best_epoch >= config.patience:
             stopped_early = True
             break
         if config.max_seconds and elapsed >= config.max_seconds:

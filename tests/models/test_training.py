@@ -33,7 +33,13 @@ def test_progress_and_early_stopping_restore_the_best_weights() -> None:
     theta, x = data()
     seen = []
     config = TrainConfig(
-        max_epochs=200, patience=3, learning_rate=3e-2, batch_size=32, seed=3, ema_decay=0.0
+        max_epochs=200,
+        patience=3,
+        min_steps=0,
+        learning_rate=3e-2,
+        batch_size=32,
+        seed=3,
+        ema_decay=0.0,
     )
     torch.manual_seed(0)
     estimator = EnergyFlow(2, 2, SMALL)
@@ -45,6 +51,19 @@ def test_progress_and_early_stopping_restore_the_best_weights() -> None:
     _, val_idx = _split(len(theta), config.validation_fraction, torch.Generator().manual_seed(3))
     again = _mean_loss(estimator, theta[val_idx], x[val_idx], 4096, config.seed + 1)
     assert again == pytest.approx(result.best_val_loss, rel=1e-5)
+
+
+def test_no_early_stop_and_no_learning_rate_cut_before_min_steps() -> None:
+    theta, x = data()  # 180 training pairs: 6 steps per epoch at batch size 32
+    config = TrainConfig(
+        max_epochs=500, patience=1, min_steps=240, learning_rate=3e-2, batch_size=32
+    )
+    rates = []
+    torch.manual_seed(0)
+    result = fit(EnergyFlow(2, 2, SMALL), theta, x, config, lambda i: rates.append(i.learning_rate))
+    assert result.stopped_early and result.epochs >= 40  # 240 steps
+    assert rates[:40] == [config.learning_rate] * 40
+    assert result.epochs - result.best_epoch >= 1
 
 
 def test_cancellation_between_steps() -> None:
