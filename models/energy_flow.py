@@ -47,8 +47,9 @@ class EnergyFlowConfig(EstimatorConfig):
         noise_per_dim: Noise features per parameter dimension.
         residual: Whether the generator uses residual blocks.
         beta: Exponent of the energy score, in (0, 2). 0.5 (as in the SAEF authors'
-            code) weights near misses more than 1.0 and learns thin, curved posteriors
-            far better (sbibm two_moons, 1,000 simulations: C2ST 0.64 against 0.95).
+            code) weights near misses more than 1.0 and fits thin, curved posteriors
+            better (sbibm two_moons, 1,000 simulations, 16 draws, SAEF: C2ST 0.72
+            against 0.80; ``docs/bench/tuning_energy_flow.jsonl``).
         num_draws: Draws ``m`` per training pair in the energy score (>= 2). More draws
             make the loss and the validation score less noisy, at ``m`` passes per pair.
     """
