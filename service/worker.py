@@ -38,6 +38,7 @@ import torch
 from sbiserve.models import (
     BoxPrior,
     EpochInfo,
+    ManifestError,
     ModelError,
     PosteriorEstimator,
     TrainingCancelled,
@@ -412,6 +413,7 @@ class Worker:
         pipe.execute()
 
     def _answer(self, requests: list[dict[str, Any]]) -> None:
+        """Answers every request; whatever fails, each gets a reply (never a silent drop)."""
         now = time.time()
         groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for request in requests:
@@ -420,54 +422,59 @@ class Worker:
         for model_id, group in groups.items():
             try:
                 estimator = self.cache.get(model_id)
-            except ServiceError as e:
-                for request in group:
-                    self._reply(request, {"error": e.message, "status": e.status})
+            except Exception as e:
+                self._fail(group, e)
                 continue
             sampling = [r for r in group if r["op"] == "sample"]
             for part in split_by_draws(sampling, self.settings.sample_max_draws):
                 # A part after a long one may have waited past its deadline: skip it.
                 live = [r for r in part if r["deadline"] >= time.time()]
-                if live:
-                    self._sample_group(estimator, live)
+                try:
+                    if live:
+                        self._sample_group(estimator, live)
+                except Exception as e:
+                    self._fail(live, e)
             for request in group:
                 if request["op"] == "log_prob":
-                    self._log_prob(estimator, request)
+                    try:
+                        self._log_prob(estimator, request)
+                    except Exception as e:
+                        self._fail([request], e)
+
+    def _fail(self, requests: list[dict[str, Any]], error: Exception) -> None:
+        """Replies with ``error`` to each request; Redis outages propagate (no one to tell)."""
+        if isinstance(error, REDIS_DOWN):
+            raise error
+        meta = error_reply(error)
+        if meta["status"] >= 500:
+            log.error("answering %d request(s) failed", len(requests), exc_info=error)
+        for request in requests:
+            self._reply(request, meta)
 
     def _sample_group(self, estimator: PosteriorEstimator, group: list[dict[str, Any]]) -> None:
-        """Draws for every request of one model in one forward pass."""
-        try:
-            with torch.no_grad():
-                x = torch.as_tensor(np.concatenate([r["x"] for r in group]), device=self.device)
-                h = estimator.context(x)
-                rows, noise, offset = [], [], 0
-                for r in group:
-                    batch, num = r["x"].shape[0], r["num_samples"]
-                    h_r = h[offset : offset + batch]
-                    offset += batch
-                    rows.append(h_r.expand(num, *h_r.shape).reshape(num * batch, -1))
-                    generator = torch.Generator().manual_seed(r["seed"])
-                    noise.append(estimator.draw_noise(num * batch, generator))
-                h_all, noise_all = torch.cat(rows), torch.cat(noise)
-                step = self.settings.sample_max_draws  # one request may exceed it alone
-                theta = np.concatenate(
-                    [
-                        estimator.sample_from_context(h_all[i : i + step], noise_all[i : i + step])
-                        .float()
-                        .cpu()
-                        .numpy()
-                        for i in range(0, h_all.shape[0], step)
-                    ]
-                )
-        except ModelError as e:
+        """Draws for every request of one model in shared forward passes."""
+        with torch.no_grad():
+            x = torch.as_tensor(np.concatenate([r["x"] for r in group]), device=self.device)
+            h = estimator.context(x)
+            rows, noise, offset = [], [], 0
             for r in group:
-                self._reply(r, {"error": str(e), "status": 422})
-            return
-        except RuntimeError as e:  # e.g. out of device memory: the server's fault
-            log.exception("sampling failed")
-            for r in group:
-                self._reply(r, {"error": f"sampling failed on the worker: {e}", "status": 500})
-            return
+                batch, num = r["x"].shape[0], r["num_samples"]
+                h_r = h[offset : offset + batch]
+                offset += batch
+                rows.append(h_r.expand(num, *h_r.shape).reshape(num * batch, -1))
+                generator = torch.Generator().manual_seed(r["seed"])
+                noise.append(estimator.draw_noise(num * batch, generator))
+            h_all, noise_all = torch.cat(rows), torch.cat(noise)
+            step = self.settings.sample_max_draws  # one request may exceed it alone
+            theta = np.concatenate(
+                [
+                    estimator.sample_from_context(h_all[i : i + step], noise_all[i : i + step])
+                    .float()
+                    .cpu()
+                    .numpy()
+                    for i in range(0, h_all.shape[0], step)
+                ]
+            )
         start = 0
         for r in group:
             count = r["num_samples"] * r["x"].shape[0]
@@ -483,15 +490,27 @@ class Worker:
         pipe.execute()
 
     def _log_prob(self, estimator: PosteriorEstimator, request: dict[str, Any]) -> None:
-        try:
-            with torch.no_grad():
-                theta = torch.as_tensor(request["theta"], device=self.device)
-                x = torch.as_tensor(request["x"], device=self.device)
-                lp = estimator.log_prob(theta, x).cpu().numpy().astype(np.float64)
-        except ModelError as e:
-            self._reply(request, {"error": str(e), "status": 422})
-            return
+        with torch.no_grad():
+            theta = torch.as_tensor(request["theta"], device=self.device)
+            x = torch.as_tensor(request["x"], device=self.device)
+            lp = estimator.log_prob(theta, x).cpu().numpy().astype(np.float64)
         self._reply(request, {"kind": estimator.log_prob_kind}, to_npy_bytes(lp))
+
+
+def error_reply(error: Exception) -> dict[str, Any]:
+    """The reply for a request that failed: status, code, message and field for the API.
+
+    The caller's mistakes (:class:`ModelError`) are 422s with their message; a damaged
+    model file and anything unexpected (out of device memory, a bug) are the server's.
+    """
+    if isinstance(error, ServiceError):
+        status, code, message, field = error.status, error.code, error.message, error.field
+    elif isinstance(error, ModelError) and not isinstance(error, ManifestError):
+        status, code, message, field = 422, "invalid_input", str(error), None
+    else:
+        status, code = 500, "internal_error"
+        message, field = f"the worker failed: {type(error).__name__}: {error}", None
+    return {"error": message, "status": status, "code": code, "field": field}
 
 
 def split_by_draws(requests: list[dict[str, Any]], max_draws: int) -> list[list[dict[str, Any]]]:

@@ -71,9 +71,18 @@ async def _ask_worker(state: AppState, fields: dict[str, Any]) -> tuple[dict[str
         raise WorkerTimeout(f"no worker answered within {timeout:.0f} s; retry later")
     meta, payload = unpack_reply(reply[1])
     if "error" in meta:
-        error = InvalidInput(meta["error"]) if meta.get("status") == 422 else None
-        raise error or ServiceError(meta["error"])
+        raise WorkerError(meta)
     return meta, payload
+
+
+class WorkerError(ServiceError):
+    """An error the worker replied with, keeping its status, code and field."""
+
+    def __init__(self, reply: dict[str, Any]) -> None:
+        super().__init__(str(reply["error"]), reply.get("field"))
+        self.status = int(reply.get("status", 500))
+        fallback = "invalid_input" if self.status == 422 else "internal_error"
+        self.code = str(reply.get("code") or fallback)
 
 
 def _wants_npy(request: Request) -> bool:

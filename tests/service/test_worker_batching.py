@@ -89,3 +89,46 @@ def test_requests_past_their_deadline_are_skipped(worker: Any) -> None:
     assert replies(worker, [live])[0].shape == (10, 1, 2)
     client = redis.Redis.from_url(worker.settings.redis_url or "")
     assert client.llen(worker.keys.reply(late["id"])) == 0
+
+
+def reply_meta(worker: Worker, r: dict[str, Any]) -> dict[str, Any]:
+    message = redis.Redis.from_url(worker.settings.redis_url or "").lpop(worker.keys.reply(r["id"]))
+    assert message is not None, "no reply"
+    return unpack_reply(message)[0]
+
+
+def test_every_request_gets_a_reply_whatever_fails(worker: Any) -> None:
+    worker, model_id = worker
+    flow = EnergyFlow(2, 2, EnergyFlowConfig(hidden_features=(8,)))
+    staging, damaged_id = worker.models.stage(flow, metrics={"damaged": True})
+    worker.models.publish(staging, damaged_id, {"family": flow.family})
+    weights = next(worker.models.path(damaged_id).glob("*.safetensors"))
+    weights.write_bytes(weights.read_bytes()[:-8] + b"corrupt!")
+
+    good = request(5, model_id=model_id)
+    unknown = request(5, model_id="0" * 24)
+    damaged = request(5, model_id=damaged_id)
+    no_density = {**request(1, model_id=model_id), "op": "log_prob", "theta": np.zeros((1, 2))}
+    worker._answer([unknown, damaged, no_density, good])
+
+    assert replies(worker, [good])[0].shape == (5, 1, 2)
+    assert reply_meta(worker, unknown) | {"error": ""} == {
+        "error": "",
+        "status": 404,
+        "code": "not_found",
+        "field": "model_id",
+    }
+    broken = reply_meta(worker, damaged)
+    assert broken["status"] == 500 and broken["code"] == "internal_error"
+    assert "ManifestError" in broken["error"]
+    refused = reply_meta(worker, no_density)
+    assert refused["status"] == 422 and "density" in refused["error"]
+
+
+def test_the_api_keeps_the_status_code_and_field_of_a_worker_error() -> None:
+    from sbiserve.service.routes.posterior import WorkerError
+
+    error = WorkerError({"error": "unknown model", "status": 404, "code": "not_found"})
+    assert (error.status, error.body()["error"]["code"]) == (404, "not_found")
+    legacy = WorkerError({"error": "bad x", "status": 422})  # a reply without a code
+    assert (legacy.status, legacy.code, legacy.field) == (422, "invalid_input", None)
