@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -55,6 +56,9 @@ def get_state(request: Request) -> AppState:
 
 
 StateDep = Annotated[AppState, Depends(get_state)]
+
+
+log = logging.getLogger("sbiserve.api")
 
 
 def _error(status: int, code: str, message: str, field: str | None = None) -> JSONResponse:
@@ -162,6 +166,12 @@ def _install_handlers(app: FastAPI) -> None:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         return _error(exc.status_code, code, str(exc.detail))
 
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
+        # A bug or an unforeseen Redis reply: still the documented error body, and logged.
+        log.error("unhandled error", exc_info=exc)
+        return _error(500, "internal_error", f"internal error: {type(exc).__name__}: {exc}")
+
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Builds the API for ``settings`` (default: from the environment)."""
@@ -221,4 +231,4 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 def json_bytes(data: Any) -> bytes:
     """Compact JSON (faster than pydantic for large sample arrays)."""
-    return json.dumps(data, separators=(",", ":")).encode()
+    return json.dumps(data, separators=(",", ":"), allow_nan=False).encode()

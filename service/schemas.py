@@ -143,5 +143,8 @@ class LogProbRequest(BaseModel):
 class LogProbResponse(BaseModel):
     model_config = ConfigDict(protected_namespaces=())
     model_id: str
-    log_prob: list[Any]
+    log_prob: list[float | None] = Field(
+        description="one value per theta row; null stands for -infinity (theta outside the "
+        "prior's support), which JSON cannot write"
+    )
     kind: str

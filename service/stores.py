@@ -32,8 +32,8 @@ from sbiserve.models import PosteriorEstimator, load_estimator, save_estimator
 from .errors import InvalidInput, NotFound, ServiceError
 
 ID_LENGTH = 24
-ID_PATTERN = re.compile(rf"^[0-9a-f]{{{ID_LENGTH}}}$")
-ALIAS_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$")
+ID_PATTERN = re.compile(rf"[0-9a-f]{{{ID_LENGTH}}}")
+ALIAS_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,99}")
 
 
 class CorruptedEntry(ServiceError):
@@ -79,7 +79,7 @@ class _Store:
 
     def path(self, entry_id: str) -> Path:
         """The directory of an entry, or :class:`NotFound`."""
-        if not ID_PATTERN.match(entry_id or ""):
+        if not ID_PATTERN.fullmatch(entry_id or ""):
             raise NotFound(f"unknown {self.kind} {entry_id!r}", f"{self.kind}_id")
         path = self.dir / entry_id
         if not (path / "meta.json").is_file() and not (path / "metadata.json").is_file():
@@ -243,7 +243,7 @@ class ModelStore(_Store):
 
     def set_alias(self, alias: str, model_id: str) -> None:
         """Points ``alias`` at a published model (atomically replacing an old target)."""
-        if not ALIAS_PATTERN.match(alias) or ID_PATTERN.match(alias):
+        if not ALIAS_PATTERN.fullmatch(alias) or ID_PATTERN.fullmatch(alias):
             raise InvalidInput(
                 f"alias {alias!r} must be 1-100 characters of letters, digits, '.', '_', ':' "
                 f"or '-', start with a letter or digit, and not look like a model id",
@@ -262,9 +262,9 @@ class ModelStore(_Store):
 
     def resolve(self, ref: str) -> str:
         """A model id from an id or an alias, or :class:`NotFound`."""
-        if ID_PATTERN.match(ref) and self.exists(ref):
+        if ID_PATTERN.fullmatch(ref) and self.exists(ref):
             return ref
-        if ALIAS_PATTERN.match(ref):
+        if ALIAS_PATTERN.fullmatch(ref):
             path = self.aliases_dir / ref
             if path.is_file():
                 target = path.read_text().strip()

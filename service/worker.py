@@ -222,6 +222,8 @@ class Worker:
         dataset_id = decode(self.redis.hget(job_key, "dataset_id"))
         pipe = self.redis.pipeline()
         pipe.hset(job_key, mapping={"status": status, "finished_at": time.time(), **fields})
+        if status == "succeeded":
+            pipe.hdel(job_key, "error")  # an earlier attempt's error no longer applies
         pipe.xadd(
             self.keys.events(job_id),
             {"type": "status", "status": status, **{k: str(v) for k, v in fields.items()}},

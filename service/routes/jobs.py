@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Response
+import numpy as np
+from fastapi import APIRouter, Header, Query, Response
 from fastapi.responses import StreamingResponse
 
 from sbiserve.models import BoxPrior, ModelError, get_family, split_options
 
 from ..app import StateDep
-from ..errors import InvalidInput, NotFound
+from ..errors import Conflict, InvalidInput, NotFound
 from ..queue import TERMINAL, decode, job_view
 from ..schemas import ErrorBody, JobAccepted, JobInfo, JobRequest
 
@@ -36,7 +38,9 @@ def _check_prior(prior: BoxPrior, dataset: dict[str, Any]) -> None:
     if lows is None or highs is None:
         return
     for i, (lo, hi, tmin, tmax) in enumerate(zip(prior.low, prior.high, lows, highs, strict=True)):
-        if (lo is not None and tmin < lo) or (hi is not None and tmax > hi):
+        # theta is stored as float32 (and the model compares in float32): a theta equal to
+        # a bound such as 0.3 is float32(0.3), a little above the float64 0.3.
+        if (lo is not None and tmin < np.float32(lo)) or (hi is not None and tmax > np.float32(hi)):
             raise InvalidInput(
                 f"dataset theta[:, {i}] spans [{tmin}, {tmax}], outside the prior's "
                 f"[{lo}, {hi}]: every simulated theta must lie inside the prior",
@@ -60,6 +64,12 @@ async def create_job(
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> Any:
     dataset = state.datasets.get(body.dataset_id)
+    nulls = sorted(k for k, v in body.hyperparameters.items() if v is None)
+    if nulls:
+        raise InvalidInput(
+            f"hyperparameter(s) {nulls} cannot be null: leave them out to use the defaults",
+            "hyperparameters",
+        )
     for field, check in (
         ("family", lambda: get_family(body.family)),
         ("hyperparameters", lambda: split_options(body.family, body.hyperparameters)),
@@ -67,7 +77,7 @@ async def create_job(
     ):
         try:
             result = check()
-        except ModelError as e:
+        except (ModelError, TypeError, ValueError) as e:  # e.g. {"max_epochs": null}
             raise InvalidInput(str(e), field) from None
     prior = result
     if prior is not None:
@@ -75,11 +85,20 @@ async def create_job(
     job_id = uuid.uuid4().hex
     keys = state.keys
     if idempotency_key:
+        digest = hashlib.sha256(body.model_dump_json().encode()).hexdigest()[:16]
         stored = await state.redis.set(
-            keys.idempotency(idempotency_key), job_id, nx=True, ex=IDEMPOTENCY_TTL_S
+            keys.idempotency(idempotency_key), f"{job_id} {digest}", nx=True, ex=IDEMPOTENCY_TTL_S
         )
         if not stored:
-            existing = decode(await state.redis.get(keys.idempotency(idempotency_key)))
+            existing, _, first_digest = decode(
+                await state.redis.get(keys.idempotency(idempotency_key)) or b""
+            ).partition(" ")
+            if first_digest and first_digest != digest:
+                raise Conflict(
+                    "this Idempotency-Key was already used for a different request; "
+                    "use a new key for a new job",
+                    "Idempotency-Key",
+                )
             raw = await state.redis.hgetall(keys.job(existing))
             response.headers["Location"] = f"/v1/jobs/{existing}"
             status = decode(raw).get("status", "queued") if raw else "queued"
@@ -100,7 +119,12 @@ async def create_job(
     pipe.zadd(keys.jobs, {job_id: time.time()})
     pipe.sadd(keys.dataset_jobs(body.dataset_id), job_id)
     pipe.xadd(keys.train, {"job_id": job_id})
-    await pipe.execute()
+    try:
+        await pipe.execute()
+    except Exception:
+        if idempotency_key:  # free the key, or every retry would name a job never made
+            await state.redis.delete(keys.idempotency(idempotency_key))
+        raise
     response.headers["Location"] = f"/v1/jobs/{job_id}"
     return {"job_id": job_id, "status": "queued"}
 
@@ -113,8 +137,8 @@ async def _job(state: Any, job_id: str) -> dict[str, Any]:
 
 
 @router.get("", response_model=list[JobInfo], summary="Recent jobs, newest first")
-async def list_jobs(state: StateDep, limit: int = 100) -> Any:
-    ids = decode(await state.redis.zrevrange(state.keys.jobs, 0, max(0, min(limit, 1000) - 1)))
+async def list_jobs(state: StateDep, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> Any:
+    ids = decode(await state.redis.zrevrange(state.keys.jobs, 0, limit - 1))
     out = []
     for job_id in ids:
         raw = await state.redis.hgetall(state.keys.job(job_id))
@@ -197,10 +221,24 @@ async def cancel_job(job_id: str, state: StateDep) -> Any:
     keys = state.keys
     await state.redis.set(keys.cancel(job_id), 1, ex=IDEMPOTENCY_TTL_S)
     if job["status"] == "queued":
-        # No worker holds it yet: mark it now; a worker that picks it up skips it.
-        pipe = state.redis.pipeline()
-        pipe.hset(keys.job(job_id), mapping={"status": "cancelled", "finished_at": time.time()})
-        pipe.xadd(keys.events(job_id), {"type": "status", "status": "cancelled"})
-        pipe.srem(keys.dataset_jobs(job["dataset_id"]), job_id)
-        await pipe.execute()
+        # No worker holds it yet: mark it now (only if still queued, atomically, so a
+        # worker that just started it keeps "running" and stops at its next step).
+        await state.redis.eval(
+            CANCEL_IF_QUEUED,
+            3,
+            keys.job(job_id),
+            keys.events(job_id),
+            keys.dataset_jobs(job["dataset_id"]),
+            time.time(),
+            job_id,
+        )
     return await _job(state, job_id)
+
+
+CANCEL_IF_QUEUED = """
+if redis.call('HGET', KEYS[1], 'status') ~= 'queued' then return 0 end
+redis.call('HSET', KEYS[1], 'status', 'cancelled', 'finished_at', ARGV[1])
+redis.call('XADD', KEYS[2], '*', 'type', 'status', 'status', 'cancelled')
+redis.call('SREM', KEYS[3], ARGV[2])
+return 1
+"""

@@ -172,3 +172,36 @@ def test_bad_requests_change_nothing(api: httpx.Client, stack: LocalStack, model
     assert snapshot(stack.settings.data_dir) == before
     # The model still answers after all of that.
     assert api.post("/v1/posterior/sample", json=sample).status_code == 200
+
+
+def test_edge_cases_get_precise_answers(api: httpx.Client, model_id: str) -> None:
+    theta, x = toy_data(60, seed=11)
+    theta[:, 0] *= 0.3
+    theta[0, 0] = 0.3  # exactly on the prior's bound, which float32 cannot hold exactly
+    dataset = api.post("/v1/datasets", json={"theta": theta.tolist(), "x": x.tolist()}).json()
+    body = {
+        "dataset_id": dataset["dataset_id"],
+        "hyperparameters": {"hidden_features": [8], "max_epochs": 1},
+        "prior": {"type": "box", "low": [-1, -1], "high": [0.3, 1]},
+    }
+    expect(
+        api.post("/v1/jobs", json={**body, "hyperparameters": {"max_epochs": None}}),
+        422,
+        "max_epochs",
+        field="hyperparameters",
+    )
+    headers = {"Idempotency-Key": "edge-1"}
+    accepted = api.post("/v1/jobs", json=body, headers=headers)
+    assert accepted.status_code == 202, accepted.text
+    expect(
+        api.post("/v1/jobs", json={**body, "name": "other"}, headers=headers),
+        409,
+        "different request",
+        field="Idempotency-Key",
+    )
+    again = api.post("/v1/jobs", json=body, headers=headers)
+    assert again.json()["job_id"] == accepted.json()["job_id"]
+    api.delete(f"/v1/jobs/{accepted.json()['job_id']}")
+
+    expect(api.get("/v1/jobs", params={"limit": 0}), 422, "limit", field="limit")
+    expect(api.put(f"/v1/models/{model_id}/aliases/bad%0A"), 422, "alias")
