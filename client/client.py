@@ -13,11 +13,12 @@ Example::
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -52,8 +53,19 @@ class Client:
         max_observations: Most observations per sampling request (the server's
             ``max_observations``); larger batches are split into several requests.
         max_draws: Most ``num_samples x observations`` per sampling request (the
-            server's ``max_total_draws``).
+            server's ``max_total_draws``), and most ``theta`` rows per ``log_prob``
+            request.
+        max_num_samples: Most ``num_samples`` per sampling request (the server's
+            ``max_num_samples``); more draws are asked for in several requests.
+        max_request_bytes: Largest JSON request body (the server's
+            ``max_request_bytes``); ``log_prob`` splits ``theta`` into requests that stay
+            below it.
         transport: A custom httpx transport (tests, proxies).
+
+    The four caps must not exceed the server's (``SBISERVE_MAX_OBSERVATIONS``,
+    ``SBISERVE_MAX_TOTAL_DRAWS``, ``SBISERVE_MAX_NUM_SAMPLES``,
+    ``SBISERVE_MAX_REQUEST_BYTES``); their defaults are the server's defaults. The server
+    does not publish its caps, so lower them here when the service is configured lower.
     """
 
     def __init__(
@@ -66,6 +78,8 @@ class Client:
         json_max_values: int = 100_000,
         max_observations: int = 1_000,
         max_draws: int = 2_000_000,
+        max_num_samples: int = 100_000,
+        max_request_bytes: int = 16 * 2**20,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.base_url = (base_url or os.environ.get("SBISERVE_URL") or DEFAULT_URL).rstrip("/")
@@ -83,6 +97,11 @@ class Client:
         self.json_max_values = json_max_values
         self.max_observations = max_observations
         self.max_draws = max_draws
+        self.max_num_samples = max_num_samples
+        self.max_request_bytes = max_request_bytes
+        for cap in ("max_observations", "max_draws", "max_num_samples", "max_request_bytes"):
+            if getattr(self, cap) < 1:
+                raise ValueError(f"{cap} must be at least 1, got {getattr(self, cap)}")
 
     def __repr__(self) -> str:
         return f"Client({self.base_url!r})"
@@ -272,8 +291,14 @@ class Client:
             model: A model id or alias.
             x: One observation ``(x_dim,)`` or a batch ``(B, x_dim)``.
             num_samples: Draws per observation.
-            seed: Makes the draws reproducible (a batch split over several requests uses
-                ``seed``, ``seed + 1``, ...).
+            seed: Makes the draws reproducible. A request over the client's caps
+                (``max_observations``, ``max_num_samples``, ``max_draws``) is split into
+                several requests: the ``i``-th group of observations uses ``seed + i``
+                for its first chunk of draws, and each further chunk of draws a
+                seed derived from ``(seed, i, chunk)`` by a hash. So the same seed and the
+                same caps give the same draws, but draws split into chunks differ from
+                those one request of the same ``num_samples`` would give on a server with
+                larger caps (only the first chunk is the same).
 
         Returns:
             ``(num_samples, theta_dim)`` for one observation, ``(num_samples, B,
@@ -289,27 +314,47 @@ class Client:
         single = rows.ndim == 1
         rows = rows[None] if single else rows
         check_finite(rows, "x")
-        per_request = max(1, min(self.max_observations, self.max_draws // max(num_samples, 1)))
-        parts = []
-        for i, start in enumerate(range(0, rows.shape[0], per_request)):
-            chunk = rows[start : start + per_request]
-            body = {
-                "model": model,
-                "x": chunk[0].tolist() if single else chunk.tolist(),
-                "num_samples": num_samples,
-                "seed": None if seed is None else (seed + i) % 2**63,
-            }
-            parts.append(self._npy("/v1/posterior/sample", body))
-        draws = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
+        if num_samples < 1:
+            raise InvalidInputError(
+                f"num_samples must be at least 1, got {num_samples}", field="num_samples"
+            )
+        # Draws per request, then observations per request, within every cap.
+        per_draws = min(num_samples, self.max_num_samples, self.max_draws)
+        per_rows = max(1, min(self.max_observations, self.max_draws // per_draws))
+        groups = []
+        for i, start in enumerate(range(0, rows.shape[0], per_rows)):
+            chunk = rows[start : start + per_rows]
+            parts = []
+            for j, first in enumerate(range(0, num_samples, per_draws)):
+                body = {
+                    "model": model,
+                    "x": chunk[0].tolist() if single else chunk.tolist(),
+                    "num_samples": min(per_draws, num_samples - first),
+                    "seed": None if seed is None else chunk_seed(seed, i, j),
+                }
+                parts.append(self._npy("/v1/posterior/sample", body))
+            groups.append(parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0))
+        draws = groups[0] if len(groups) == 1 else np.concatenate(groups, axis=1)
         return to_torch(draws, like=x) if is_tensor(x) else draws
 
     def log_prob(self, model: str, theta: Any, x: Any) -> Any:
         """``log q(theta | x)`` for families with a density, shape ``(N,)``.
 
+        ``theta`` outside the prior's support has density zero, so its value is ``-inf``.
+        JSON cannot carry infinities: the server sends ``null`` for them, and this method
+        turns every ``null`` back into ``-inf``.
+
+        Large ``theta`` is split into several requests of at most ``max_draws`` rows
+        each, every one below ``max_request_bytes``.
+
         Arguments:
             model: A model id or alias.
             theta: Parameters ``(N, theta_dim)``.
             x: One observation ``(x_dim,)`` for every row, or one per row ``(N, x_dim)``.
+
+        Returns:
+            ``(N,)`` float64 numpy array (``-inf`` outside the prior's support), or a
+            float32 tensor when ``theta`` is one.
 
         Raises:
             NoDensityError: The model's family is a generator without a density.
@@ -317,15 +362,50 @@ class Client:
         theta_rows, x_rows = to_numpy(theta, "theta"), to_numpy(x, "x")
         check_finite(theta_rows, "theta")
         check_finite(x_rows, "x")
-        body = {"model": model, "theta": theta_rows.tolist(), "x": x_rows.tolist()}
+        parts = [
+            self._log_prob_request(model, theta_part, x_part)
+            for theta_part, x_part in self._log_prob_chunks(model, theta_rows, x_rows)
+        ]
+        values = parts[0] if len(parts) == 1 else np.concatenate(parts)
+        return to_torch(values, like=theta) if is_tensor(theta) else values
+
+    def _log_prob_chunks(
+        self, model: str, theta: np.ndarray, x: np.ndarray
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """``(theta, x)`` pieces of one ``log_prob`` call, each a request under the caps.
+
+        Only well-formed calls are split (``theta`` 1-D or 2-D; one ``x``, or one per
+        ``theta`` row); anything else goes as one request for the server to explain.
+        """
+        one_x = x.ndim == 1
+        if theta.ndim not in (1, 2) or theta.shape[0] == 0:
+            yield theta, x
+            return
+        if not one_x and (x.ndim != 2 or x.shape[0] != theta.shape[0]):
+            yield theta, x
+            return
+        # Worst-case JSON: 26 characters per number (a float's repr and its separator),
+        # 8 per row for its brackets; the model id and a single x count once.
+        numbers_per_row = (theta.size // theta.shape[0]) + (0 if one_x else x.shape[1])
+        row_bytes = 26 * numbers_per_row + 8
+        fixed = 256 + 4 * len(model) + (26 * x.size if one_x else 0)
+        per_request = max(1, min(self.max_draws, (self.max_request_bytes - fixed) // row_bytes))
+        for start in range(0, theta.shape[0], per_request):
+            stop = start + per_request
+            yield theta[start:stop], x if one_x else x[start:stop]
+
+    def _log_prob_request(self, model: str, theta: np.ndarray, x: np.ndarray) -> np.ndarray:
+        body = {"model": model, "theta": theta.tolist(), "x": x.tolist()}
         try:
             answer = self._json("POST", "/v1/posterior/log_prob", json=body)
         except InvalidInputError as e:
             if e.code == "no_density" or e.field == "model":
                 raise NoDensityError(e.message, code=e.code, field=e.field, status=e.status) from e
             raise
-        values = np.asarray(answer["log_prob"], dtype=np.float32)
-        return to_torch(values, like=theta) if is_tensor(theta) else values
+        return np.array(
+            [-np.inf if value is None else value for value in answer["log_prob"]],
+            dtype=np.float64,
+        )
 
     # -- plumbing -------------------------------------------------------------------------
 
@@ -347,37 +427,71 @@ class Client:
 def box_prior(prior: Mapping[str, Any] | tuple[Any, Any] | Sequence[Any]) -> dict[str, Any]:
     """The API's ``{"type": "box", "low": [...], "high": [...]}`` from a pair or a dict.
 
-    Infinite or ``None`` bounds become ``null`` (unbounded on that side).
+    ``None``, ``low = -inf`` and ``high = +inf`` become ``null`` (unbounded on that side).
+
+    Raises:
+        InvalidInputError: (a ``ValueError``) for a bound that is not a number, NaN, a
+            ``low`` of ``+inf`` or a ``high`` of ``-inf``, naming the side and index.
     """
     if isinstance(prior, Mapping):
         low, high = prior.get("low"), prior.get("high")
     elif len(prior) == 2:
         low, high = prior
     else:
-        raise InvalidInputError("prior must be (low, high) or {'low': ..., 'high': ...}", "prior")
+        raise InvalidInputError(
+            "prior must be (low, high) or {'low': ..., 'high': ...}", field="prior"
+        )
     bounds = [_bounds(side, name) for side, name in ((low, "low"), (high, "high"))]
     if len(bounds[0]) != len(bounds[1]):
         raise InvalidInputError(
-            f"prior low has {len(bounds[0])} entries but high has {len(bounds[1])}", "prior"
+            f"prior low has {len(bounds[0])} entries but high has {len(bounds[1])}", field="prior"
         )
     return {"type": "box", "low": bounds[0], "high": bounds[1]}
 
 
 def _bounds(side: Any, name: str) -> list[float | None]:
     if side is None:
-        raise InvalidInputError(f"prior {name} is missing", "prior")
+        raise InvalidInputError(f"prior {name} is missing", field="prior")
     if is_tensor(side):
         side = side.detach().cpu().tolist()
+    unbounded = -np.inf if name == "low" else np.inf
     out: list[float | None] = []
-    for value in np.asarray(side, dtype=object).reshape(-1).tolist():
+    for index, value in enumerate(np.asarray(side, dtype=object).reshape(-1).tolist()):
         try:
             number = None if value is None else float(value)
         except (TypeError, ValueError):
             raise InvalidInputError(
-                f"prior {name} holds {value!r}, not a number", "prior"
+                f"prior {name}[{index}] holds {value!r}, not a number", field="prior"
             ) from None
-        out.append(number if number is not None and np.isfinite(number) else None)
+        if number is None or number == unbounded:
+            out.append(None)
+        elif np.isnan(number):
+            raise InvalidInputError(
+                f"prior {name}[{index}] is NaN; use a number, or None for an unbounded side",
+                field="prior",
+            )
+        elif np.isinf(number):
+            raise InvalidInputError(
+                f"prior {name}[{index}] is {number:+}: a {name} bound must be finite, or "
+                f"{unbounded:+} (or None) for an unbounded side",
+                field="prior",
+            )
+        else:
+            out.append(number)
     return out
+
+
+def chunk_seed(seed: int, group: int, chunk: int) -> int:
+    """The seed of one sampling request when :meth:`Client.sample` splits a call.
+
+    Group ``group`` of observations uses ``seed + group`` for its first chunk of draws (as
+    an unsplit call would); chunk ``chunk > 0`` gets a seed hashed from all three, so no
+    two requests of one call share a seed and nearby user seeds do not overlap.
+    """
+    if chunk == 0:
+        return (seed + group) % 2**63
+    digest = hashlib.sha256(f"sbiserve-sample:{seed}:{group}:{chunk}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") % 2**63
 
 
 def _plain(value: Any) -> Any:

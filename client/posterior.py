@@ -92,7 +92,7 @@ class RemotePosterior:
         Arguments:
             sample_shape: Shape of the draws, e.g. ``(1000,)``.
             x: One observation ``(x_dim,)`` or ``(1, x_dim)``; default: :attr:`default_x`.
-            show_progress_bars: Accepted for sbi compatibility (one request, no bar).
+            show_progress_bars: Accepted for sbi compatibility (no bar is shown).
             seed: Server-side seed; by default one is drawn from torch's global generator,
                 so ``torch.manual_seed`` makes a script reproducible as with local sbi.
             sbi_options: sbi's sampling options (``max_sampling_batch_size``,

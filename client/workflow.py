@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from .arrays import to_numpy
-from .client import Client
+from .client import Client, box_prior
 from .errors import InvalidInputError
 from .posterior import RemotePosterior
 
@@ -41,9 +41,9 @@ def prior_bounds(prior: Any, theta_dim: int) -> dict[str, Any] | None:
         if bound is None:
             return [None] * theta_dim
         values = np.broadcast_to(to_numpy(bound, "prior").astype(np.float64), (theta_dim,))
-        return [float(v) if np.isfinite(v) else None for v in values]
+        return [float(v) for v in values]
 
-    return {"type": "box", "low": side(low), "high": side(high)}
+    return box_prior((side(low), side(high)))  # infinities -> null; NaN is refused
 
 
 def simulate_and_train(

@@ -51,3 +51,28 @@ def test_box_priors_from_pairs_dicts_and_sbi() -> None:
     assert prior_bounds(gamma, 3) == {"type": "box", "low": [0.0] * 3, "high": [None] * 3}
     normal = torch.distributions.MultivariateNormal(torch.zeros(2), torch.eye(2))
     assert prior_bounds(normal, 2) is None
+
+
+@pytest.mark.parametrize(
+    ("low", "high", "message"),
+    [
+        ([0.0, np.nan], [1.0, 1.0], r"prior low\[1\] is NaN"),
+        ([0.0, 0.0], [float("nan"), 1.0], r"prior high\[0\] is NaN"),
+        ([0.0, np.inf], [1.0, 1.0], r"prior low\[1\] is \+inf"),
+        ([0.0, 0.0], [1.0, -np.inf], r"prior high\[1\] is -inf"),
+        (torch.tensor([0.0, float("nan")]), torch.ones(2), r"prior low\[1\] is NaN"),
+    ],
+)
+def test_box_prior_refuses_nan_and_inverted_infinities(
+    low: object, high: object, message: str
+) -> None:
+    with pytest.raises(ValueError, match=message) as raised:  # not silently unbounded
+        box_prior((low, high))
+    assert isinstance(raised.value, InvalidInputError) and raised.value.field == "prior"
+
+
+def test_only_outward_infinities_are_unbounded() -> None:
+    prior = box_prior(([-np.inf, -1e300, None], [np.inf, 1e300, None]))
+    assert prior["low"] == [None, -1e300, None] and prior["high"] == [None, 1e300, None]
+    half = torch.distributions.HalfNormal(torch.ones(2))
+    assert prior_bounds(half, 2) == {"type": "box", "low": [0.0, 0.0], "high": [None, None]}

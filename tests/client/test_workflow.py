@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import json
+
+import httpx
 import numpy as np
 import pytest
 import torch
@@ -15,8 +18,9 @@ from sbiserve.client import (
     NotFoundError,
     RemotePosterior,
 )
+from sbiserve.service.stack import LocalStack
 
-from .conftest import box_prior, moons
+from .conftest import box_prior, extra_api, moons
 
 X_O = torch.tensor([0.0, 0.0])
 
@@ -114,3 +118,43 @@ def test_aliases_jobs_and_cancel(posterior: RemotePosterior, client: Client) -> 
         client.wait(job, progress=False, timeout=60)
     assert cancelled.value.job["status"] == "cancelled"
     assert job["job_id"] in {j["job_id"] for j in client.jobs()}
+
+
+def test_sampling_is_split_under_every_cap(stack: LocalStack, posterior: RemotePosterior) -> None:
+    caps = {"max_num_samples": 40, "max_total_draws": 100, "max_observations": 3}
+    seen: list[dict[str, object]] = []
+
+    class Recording(httpx.HTTPTransport):
+        def handle_request(self, request: httpx.Request) -> httpx.Response:
+            if request.url.path == "/v1/posterior/sample":
+                seen.append(json.loads(request.content))
+            return super().handle_request(request)
+
+    # an API that enforces the small caps, and a client told about them
+    with extra_api(stack.settings.model_copy(update=caps)) as url:
+        small = Client(
+            url,
+            max_num_samples=40,
+            max_draws=100,
+            max_observations=3,
+            transport=Recording(),
+        )
+        xs = moons(np.zeros((4, 2)))
+        draws = small.sample(posterior.model_id, xs, num_samples=130, seed=11)
+        assert isinstance(draws, np.ndarray) and draws.shape == (130, 4, 2)
+        requests = len(seen)
+        assert requests == 2 * 4  # (2 + 2 observations) x (40 + 40 + 40 + 10 draws)
+        for body in seen:
+            rows = np.asarray(body["x"]).reshape(-1, 2).shape[0]
+            assert body["num_samples"] <= 40 and rows <= 3
+            assert body["num_samples"] * rows <= 100
+        assert len({body["seed"] for body in seen}) == requests  # no seed used twice
+        again = small.sample(posterior.model_id, xs, num_samples=130, seed=11)
+        np.testing.assert_array_equal(draws, again)  # reproducible with the same seed
+        assert not np.array_equal(draws, small.sample(posterior.model_id, xs, 130, seed=12))
+        one = small.sample(posterior.model_id, xs[0], num_samples=95, seed=11)
+        assert one.shape == (95, 2)
+        assert len(np.unique(one, axis=0)) == 95  # chunks of draws are not repeats
+        # the first chunk is what one request with the user's seed gives
+        np.testing.assert_array_equal(one[:40], small.sample(posterior.model_id, xs[0], 40, 11))
+        small.close()
