@@ -400,7 +400,7 @@ class Worker:
                 messages.extend(more[0][1])
         ids = [message_id for message_id, _ in messages]
         try:
-            self._answer([decode_request(fields) for _, fields in messages])
+            self._answer([decode_request(fields, message_id) for message_id, fields in messages])
         finally:
             pipe = self.redis.pipeline()
             pipe.xack(self.keys.sample, SAMPLE_GROUP, *ids)
@@ -416,7 +416,7 @@ class Worker:
 
     def _answer(self, requests: list[dict[str, Any]]) -> None:
         """Answers every request; whatever fails, each gets a reply (never a silent drop)."""
-        now = time.time()
+        now = self._redis_now()
         groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for request in requests:
             if request["deadline"] >= now:  # the API gave up on older ones
@@ -428,9 +428,10 @@ class Worker:
                 self._fail(group, e)
                 continue
             sampling = [r for r in group if r["op"] == "sample"]
-            for part in split_by_draws(sampling, self.settings.sample_max_draws):
-                # A part after a long one may have waited past its deadline: skip it.
-                live = [r for r in part if r["deadline"] >= time.time()]
+            for index, part in enumerate(split_by_draws(sampling, self.settings.sample_max_draws)):
+                if index:  # a part after a long one may have waited past its deadline
+                    now = self._redis_now()
+                live = [r for r in part if r["deadline"] >= now]
                 try:
                     if live:
                         self._sample_group(estimator, live)
@@ -442,6 +443,11 @@ class Worker:
                         self._log_prob(estimator, request)
                     except Exception as e:
                         self._fail([request], e)
+
+    def _redis_now(self) -> float:
+        """Redis's clock in seconds: the clock request deadlines are measured on."""
+        seconds, micros = self.redis.time()
+        return float(seconds) + float(micros) / 1e6
 
     def _fail(self, requests: list[dict[str, Any]], error: Exception) -> None:
         """Replies with ``error`` to each request; Redis outages propagate (no one to tell)."""
@@ -537,13 +543,18 @@ def _draws(request: dict[str, Any]) -> int:
     return int(request["num_samples"]) * int(request["x"].shape[0])
 
 
-def decode_request(fields: dict[bytes, bytes]) -> dict[str, Any]:
-    """A sampling/log-prob request from its stream fields (arrays as ``.npy`` bytes)."""
+def decode_request(fields: dict[bytes, bytes], message_id: bytes) -> dict[str, Any]:
+    """A sampling/log-prob request from its stream entry (arrays as ``.npy`` bytes).
+
+    Its ``deadline`` is on Redis's clock: the entry id's milliseconds (when Redis took
+    the request) plus the API's time limit.
+    """
+    enqueued_s = int(message_id.split(b"-")[0]) / 1000
     request: dict[str, Any] = {
         "id": fields[b"id"].decode(),
         "op": fields[b"op"].decode(),
         "model_id": fields[b"model_id"].decode(),
-        "deadline": float(fields[b"deadline"]),
+        "deadline": enqueued_s + float(fields[b"timeout_s"]),
         "x": load_npy(io.BytesIO(fields[b"x"]), "x"),
     }
     if request["op"] == "sample":

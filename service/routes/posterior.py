@@ -59,7 +59,9 @@ async def _ask_worker(state: AppState, fields: dict[str, Any]) -> tuple[dict[str
     """Puts a request on the sample lane and waits for its reply."""
     request_id = uuid.uuid4().hex
     timeout = state.settings.sample_timeout_s
-    fields = {**fields, "id": request_id, "deadline": time.time() + timeout}
+    # A time limit, not a deadline: the worker measures it from the stream entry's id
+    # (Redis's clock), so clocks that differ between machines do not matter.
+    fields = {**fields, "id": request_id, "timeout_s": timeout}
     await state.redis.xadd(state.keys.sample, fields, maxlen=SAMPLE_LANE_MAXLEN, approximate=True)
     reply = await state.redis.blpop([state.keys.reply(request_id)], timeout=timeout)
     if reply is None:

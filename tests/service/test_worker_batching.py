@@ -13,9 +13,9 @@ import pytest
 import redis
 
 from sbiserve.models import EnergyFlow, EnergyFlowConfig
-from sbiserve.service.arrays import load_npy
+from sbiserve.service.arrays import load_npy, to_npy_bytes
 from sbiserve.service.queue import unpack_reply
-from sbiserve.service.worker import Worker, split_by_draws
+from sbiserve.service.worker import Worker, decode_request, split_by_draws
 
 from .conftest import cleanup, fast_settings
 
@@ -132,3 +132,22 @@ def test_the_api_keeps_the_status_code_and_field_of_a_worker_error() -> None:
     assert (error.status, error.body()["error"]["code"]) == (404, "not_found")
     legacy = WorkerError({"error": "bad x", "status": 422})  # a reply without a code
     assert (legacy.status, legacy.code, legacy.field) == (422, "invalid_input", None)
+
+
+def test_deadlines_run_on_the_redis_clock(worker: Any) -> None:
+    worker, model_id = worker
+    client = redis.Redis.from_url(worker.settings.redis_url or "")
+    fields = {
+        "id": "r1",
+        "op": "sample",
+        "model_id": model_id,
+        "timeout_s": 30.0,
+        "x": to_npy_bytes(np.zeros((1, 2), dtype=np.float32)),
+        "num_samples": 3,
+        "seed": 1,
+    }
+    entry_id = client.xadd(worker.keys.sample, fields)
+    [(_, stored)] = client.xrange(worker.keys.sample, entry_id, entry_id)
+    decoded = decode_request(stored, entry_id)
+    assert abs(decoded["deadline"] - (worker._redis_now() + 30.0)) < 2.0
+    assert decoded["x"].shape == (1, 2) and decoded["seed"] == 1
