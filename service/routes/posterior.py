@@ -168,7 +168,10 @@ async def log_prob(body: LogProbRequest, state: StateDep) -> Any:
             "model",
         )
     x, single = _observations(body.x, meta["x_dim"])
-    theta = as_matrix(from_json(body.theta, "theta"), "theta", columns=meta["theta_dim"])
+    theta_array = from_json(body.theta, "theta")
+    if theta_array.ndim == 1 and meta["theta_dim"] > 1:
+        theta_array = theta_array[None]  # one parameter vector, as for x
+    theta = as_matrix(theta_array, "theta", columns=meta["theta_dim"])
     if not single and x.shape[0] != theta.shape[0]:
         raise InvalidInput(
             f"theta has {theta.shape[0]} rows but x has {x.shape[0]}; send one x or one per "

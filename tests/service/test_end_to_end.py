@@ -7,6 +7,7 @@ import json
 
 import httpx
 import numpy as np
+import pytest
 
 from .conftest import PRIOR, TINY, toy_data, wait_job
 
@@ -130,3 +131,29 @@ def test_health_and_openapi(api: httpx.Client) -> None:
     ):
         assert path in schema["paths"], path
     assert "SampleRequest" in schema["components"]["schemas"]
+
+
+def test_log_prob_of_a_family_with_a_density(api: httpx.Client) -> None:
+    theta, x = toy_data(300, seed=21)
+    dataset = api.post("/v1/datasets", json={"theta": theta.tolist(), "x": x.tolist()}).json()
+    body = {
+        "dataset_id": dataset["dataset_id"],
+        "family": "self_normalizing_flow",
+        "hyperparameters": {"hidden_features": [16], "transforms": 2, "max_epochs": 2},
+        "prior": PRIOR,
+    }
+    job = wait_job(api, api.post("/v1/jobs", json=body).json()["job_id"])
+    assert job["status"] == "succeeded", job
+    model_id = job["model_id"]
+
+    def log_prob(theta: list, x: list) -> httpx.Response:
+        return api.post("/v1/posterior/log_prob", json={"model": model_id, "theta": theta, "x": x})
+
+    rows = log_prob([[0.1, 0.2], [0.5, -0.5], [1.5, 0.0]], [0.1, 0.2, 0.0])
+    assert rows.status_code == 200, rows.text
+    values = rows.json()["log_prob"]
+    assert rows.json()["kind"] == "exact" and len(values) == 3
+    assert all(isinstance(v, float) for v in values[:2])
+    assert values[2] is None  # outside the prior: -inf, which JSON writes as null
+    one = log_prob([0.1, 0.2], [0.1, 0.2, 0.0])  # a single theta, like a single x
+    assert one.status_code == 200 and one.json()["log_prob"] == pytest.approx(values[:1])
