@@ -8,7 +8,11 @@ JSON and for ``.npy`` answers. The same model loaded in this process and sampled
 ``estimator.sample`` gives the in-process reference.
 
     python -m bench.service_latency --out docs/bench
+    python -m bench.service_latency --draws 10000 --clients 64 --formats npy --out /tmp/big
     python -m bench.service_latency --smoke --out /tmp/latency   # seconds
+
+The worker's settings come from the environment as usual (``SBISERVE_SAMPLE_MAX_DRAWS``
+...), and each row records ``sample_max_draws``.
 """
 
 from __future__ import annotations
@@ -155,7 +159,12 @@ def run(settings: LatencySettings) -> list[dict[str, Any]]:
                 "device"
             ]
             for draws in settings.draws:
-                base = {**env, "draws": draws, "device": worker_device}
+                base = {
+                    **env,
+                    "draws": draws,
+                    "device": worker_device,
+                    "sample_max_draws": service.sample_max_draws,
+                }
                 rows.append(
                     {
                         **base,
@@ -208,13 +217,32 @@ def parse_args(argv: list[str] | None = None) -> LatencySettings:
     parser.add_argument("--out", type=Path, default=Path("docs/bench"))
     parser.add_argument("--requests", type=int, default=200, help="requests per configuration")
     parser.add_argument("--max-epochs", type=int, default=3)
+    parser.add_argument("--draws", type=_ints, default=(1, 100, 10_000), help="e.g. 1,100")
+    parser.add_argument("--clients", type=_ints, default=(1, 64), help="concurrent clients")
+    parser.add_argument("--formats", type=_names, default=("json", "npy"), help="json,npy")
     parser.add_argument("--smoke", action="store_true", help="tiny run, for the tests")
     args = parser.parse_args(argv)
     if args.smoke:
         return LatencySettings((1, 100), (1, 4), 8, ("json", "npy"), args.out, 1)
+    unknown = set(args.formats) - {"json", "npy"}
+    if unknown:
+        parser.error(f"unknown format(s) {sorted(unknown)}; use json and/or npy")
     return LatencySettings(
-        (1, 100, 10_000), (1, 64), args.requests, ("json", "npy"), args.out, args.max_epochs
+        tuple(args.draws),
+        tuple(args.clients),
+        args.requests,
+        tuple(args.formats),
+        args.out,
+        args.max_epochs,
     )
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    return tuple(int(v) for v in text.split(",") if v.strip())
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(v.strip() for v in text.split(",") if v.strip())
 
 
 def main(argv: list[str] | None = None) -> None:
