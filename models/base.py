@@ -201,6 +201,15 @@ class PosteriorEstimator(nn.Module):
         """
         return self._loss_u(self.theta_transform(theta), self.context(x))
 
+    def validation_loss(self, theta: Tensor, x: Tensor) -> Tensor:
+        """What early stopping compares per pair, shape ``(N,)``: the training loss.
+
+        A family whose training objective can keep falling while the fit degenerates
+        overrides this with a criterion that cannot (EBFlow: its exact negative
+        log-likelihood).
+        """
+        return self.loss(theta, x)
+
     def log_prob(self, theta: Tensor, x: Tensor) -> Tensor:
         """:math:`\\log q(\\theta \\mid x)` of the kind :attr:`log_prob_kind`.
 

@@ -164,14 +164,14 @@ def _split(num: int, fraction: float, generator: torch.Generator) -> tuple[Tenso
 def _mean_loss(
     model: PosteriorEstimator, theta: Tensor, x: Tensor, batch_size: int, seed: int
 ) -> float:
-    """Mean loss over a data set, with fixed noise so epochs compare fairly."""
+    """Mean validation loss over a data set, with fixed noise so epochs compare fairly."""
     devices = [theta.device] if theta.device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
         total = 0.0
         for start in range(0, theta.shape[0], batch_size):
             stop = start + batch_size
-            total += float(model.loss(theta[start:stop], x[start:stop]).sum())
+            total += float(model.validation_loss(theta[start:stop], x[start:stop]).sum())
     return total / theta.shape[0]
 
 
