@@ -16,8 +16,10 @@ from .errors import ConfigError
 
 def _coerce(name: str, value: Any, default: Any) -> Any:
     """Returns ``value`` converted to the type of ``default``, or raises ConfigError."""
-    if value is None or default is None:
+    if default is None:
         return value
+    if value is None:
+        raise ConfigError(f"{name} cannot be null (leave it out to use the default {default!r})")
     if isinstance(default, bool):
         if not isinstance(value, bool):
             raise ConfigError(f"{name} must be true or false, got {value!r}")

@@ -119,3 +119,10 @@ def test_options_are_split_and_checked() -> None:
         split_options("energy_flow", {"num_draws": "four"})
     with pytest.raises(ConfigError, match="unknown family"):
         split_options("no_such_family", {})
+
+
+def test_null_options_are_refused_by_name() -> None:
+    with pytest.raises(ConfigError, match="max_epochs cannot be null"):
+        split_options("energy_flow", {"max_epochs": None})
+    with pytest.raises(ConfigError, match="beta cannot be null"):
+        split_options("energy_flow", {"beta": None})
