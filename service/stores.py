@@ -55,7 +55,7 @@ def array_digest(theta: np.ndarray, x: np.ndarray) -> str:
     for name, array in (("theta", theta), ("x", x)):
         header = f"{name}:{array.dtype.str}:{list(array.shape)};".encode()
         digest.update(header)
-        digest.update(memoryview(np.ascontiguousarray(array)).cast("B"))  # no copy
+        digest.update(np.ascontiguousarray(array).data)  # a view of the bytes, no copy
     return digest.hexdigest()
 
 
