@@ -483,12 +483,7 @@ class Worker:
                     for i in range(0, h_all.shape[0], step)
                 ]
             )
-        start = 0
-        for r in group:
-            count = r["num_samples"] * r["x"].shape[0]
-            draws = theta[start : start + count].reshape(r["num_samples"], r["x"].shape[0], -1)
-            start += count
-            self._reply(r, {"batch_requests": len(group), "seed": r["seed"]}, to_npy_bytes(draws))
+        # Counted before the replies, so a client that has its answer sees it counted.
         bucket = next((b for b in BATCH_BUCKETS if len(group) <= b), "inf")
         pipe = self.redis.pipeline()
         pipe.hincrby(self.keys.stats, "sample_batches", 1)
@@ -496,6 +491,12 @@ class Worker:
         pipe.hincrby(self.keys.stats, "sample_draws", int(theta.shape[0]))
         pipe.hincrby(self.keys.stats, f"sample_batch_le_{bucket}", 1)
         pipe.execute()
+        start = 0
+        for r in group:
+            count = r["num_samples"] * r["x"].shape[0]
+            draws = theta[start : start + count].reshape(r["num_samples"], r["x"].shape[0], -1)
+            start += count
+            self._reply(r, {"batch_requests": len(group), "seed": r["seed"]}, to_npy_bytes(draws))
 
     def _log_prob(self, estimator: PosteriorEstimator, request: dict[str, Any]) -> None:
         with torch.no_grad():

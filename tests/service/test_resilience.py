@@ -15,7 +15,8 @@ from sbiserve.service.stack import EmbeddedRedis, LocalStack
 
 from .conftest import PRIOR, fast_settings, toy_data, wait_job
 
-LONG = {"hidden_features": [16, 16], "batch_size": 128, "max_epochs": 8, "patience": 1000}
+# Long enough (a few seconds on a fast CPU) that a worker is still training when killed.
+LONG = {"hidden_features": [16, 16], "batch_size": 128, "max_epochs": 40, "patience": 1000}
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +51,7 @@ def kill_worker_running(
         job = client.get(f"/v1/jobs/{job_id}").json()
         name = job["worker"]
         if job["status"] == "running" and name and name != spare:
-            time.sleep(0.5)  # let it train a little
+            time.sleep(0.2)  # let it train a little
             pid = int(name.split("-")[-2])
             assert pid in [w.pid for w in stack.workers], name
             os.kill(pid, signal.SIGKILL)
