@@ -1,4 +1,5 @@
-"""The sampler's split of a batch into forward passes of bounded size, on real Redis."""
+"""The worker's replies (batches split by draws, errors, deadlines on Redis's clock) and the
+API's error body for the unexpected, on real Redis."""
 
 from __future__ import annotations
 
@@ -151,3 +152,28 @@ def test_deadlines_run_on_the_redis_clock(worker: Any) -> None:
     decoded = decode_request(stored, entry_id)
     assert abs(decoded["deadline"] - (worker._redis_now() + 30.0)) < 2.0
     assert decoded["x"].shape == (1, 2) and decoded["seed"] == 1
+
+
+def test_an_unexpected_error_is_a_json_500(tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from sbiserve.service.app import create_app
+
+    settings = fast_settings(tmp_path)
+    app = create_app(settings)
+
+    @app.get("/boom")
+    def boom() -> None:
+        raise RuntimeError("kaput")
+
+    try:
+        with TestClient(app, raise_server_exceptions=False) as client:
+            response = client.get("/boom")
+        assert response.status_code == 500
+        assert response.json()["error"] == {
+            "code": "internal_error",
+            "message": "internal error: RuntimeError: kaput",
+            "field": None,
+        }
+    finally:
+        cleanup(settings)
