@@ -64,12 +64,6 @@ async def create_job(
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> Any:
     dataset = state.datasets.get(body.dataset_id)
-    nulls = sorted(k for k, v in body.hyperparameters.items() if v is None)
-    if nulls:
-        raise InvalidInput(
-            f"hyperparameter(s) {nulls} cannot be null: leave them out to use the defaults",
-            "hyperparameters",
-        )
     for field, check in (
         ("family", lambda: get_family(body.family)),
         ("hyperparameters", lambda: split_options(body.family, body.hyperparameters)),
@@ -77,7 +71,7 @@ async def create_job(
     ):
         try:
             result = check()
-        except (ModelError, TypeError, ValueError) as e:  # e.g. {"max_epochs": null}
+        except ModelError as e:  # Config names the option (null ones included)
             raise InvalidInput(str(e), field) from None
     prior = result
     if prior is not None:

@@ -56,13 +56,17 @@ def worker(tmp_path: Path) -> Any:
         cleanup(settings)
 
 
+def pop_reply(worker: Worker, r: dict[str, Any]) -> tuple[dict[str, Any], bytes]:
+    """The worker's reply to request ``r`` (meta and payload), taken off its list."""
+    message = redis.Redis.from_url(worker.settings.redis_url or "").lpop(worker.keys.reply(r["id"]))
+    assert message is not None, f"no reply to request {r['id']}"
+    return unpack_reply(message)
+
+
 def replies(worker: Worker, requests: list[dict[str, Any]]) -> list[np.ndarray]:
-    client = redis.Redis.from_url(worker.settings.redis_url or "")
     out = []
     for r in requests:
-        message = client.lpop(worker.keys.reply(r["id"]))
-        assert message is not None, f"no reply to {r['num_samples']} draws"
-        meta, payload = unpack_reply(message)
+        meta, payload = pop_reply(worker, r)
         assert "error" not in meta, meta
         out.append(load_npy(io.BytesIO(payload), "draws"))
     return out
@@ -92,12 +96,6 @@ def test_requests_past_their_deadline_are_skipped(worker: Any) -> None:
     assert client.llen(worker.keys.reply(late["id"])) == 0
 
 
-def reply_meta(worker: Worker, r: dict[str, Any]) -> dict[str, Any]:
-    message = redis.Redis.from_url(worker.settings.redis_url or "").lpop(worker.keys.reply(r["id"]))
-    assert message is not None, "no reply"
-    return unpack_reply(message)[0]
-
-
 def test_every_request_gets_a_reply_whatever_fails(worker: Any) -> None:
     worker, model_id = worker
     flow = EnergyFlow(2, 2, EnergyFlowConfig(hidden_features=(8,)))
@@ -113,16 +111,16 @@ def test_every_request_gets_a_reply_whatever_fails(worker: Any) -> None:
     worker._answer([unknown, damaged, no_density, good])
 
     assert replies(worker, [good])[0].shape == (5, 1, 2)
-    assert reply_meta(worker, unknown) | {"error": ""} == {
+    assert pop_reply(worker, unknown)[0] | {"error": ""} == {
         "error": "",
         "status": 404,
         "code": "not_found",
         "field": "model_id",
     }
-    broken = reply_meta(worker, damaged)
+    broken = pop_reply(worker, damaged)[0]
     assert broken["status"] == 500 and broken["code"] == "internal_error"
     assert "ManifestError" in broken["error"]
-    refused = reply_meta(worker, no_density)
+    refused = pop_reply(worker, no_density)[0]
     assert refused["status"] == 422 and "density" in refused["error"]
 
 
