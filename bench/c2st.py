@@ -40,13 +40,13 @@ class FastC2stSchedule:
     """How :func:`fast_c2st` trains its fold classifiers.
 
     Arguments:
-        epochs: Passes over each fold's training part.
-        batch_size: Rows per step and fold.
+        steps: Optimizer steps (each fold's classifier takes one per step).
+        batch_size: Rows per step and fold (at most a quarter of a fold's training part).
         learning_rate: Peak learning rate of the one-cycle schedule.
         weight_decay: L2 penalty (sklearn's ``alpha`` is 1e-4).
     """
 
-    epochs: int = 60
+    steps: int = 2000
     batch_size: int = 500
     learning_rate: float = 1e-2
     weight_decay: float = 1e-4
@@ -125,26 +125,27 @@ def fast_c2st(
         *_init_layer(folds, width, width, generator),
         *_init_layer(folds, width, 1, generator),
     ]
-    batch = min(schedule.batch_size, num_train)
+    batch = max(1, min(schedule.batch_size, num_train // 4))
     steps_per_epoch = num_train // batch
     optimizer = torch.optim.AdamW(
         params, lr=schedule.learning_rate, weight_decay=schedule.weight_decay
     )
     lr_schedule = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, schedule.learning_rate, total_steps=schedule.epochs * steps_per_epoch
+        optimizer, schedule.learning_rate, total_steps=schedule.steps
     )
-    for _ in range(schedule.epochs):
-        order = torch.argsort(torch.rand(folds, num_train, generator=generator), dim=1)
-        shuffled = torch.gather(train_index, 1, order)
-        for step in range(steps_per_epoch):
-            rows = shuffled[:, step * batch : (step + 1) * batch]
-            loss = torch.nn.functional.binary_cross_entropy_with_logits(
-                _logits(params, data[rows]), labels[rows]
-            )
-            optimizer.zero_grad(set_to_none=True)
-            (loss * folds).backward()  # each fold's mean loss drives its own weights
-            optimizer.step()
-            lr_schedule.step()
+    for step in range(schedule.steps):
+        if step % steps_per_epoch == 0:  # a new pass: reshuffle each fold's rows
+            order = torch.argsort(torch.rand(folds, num_train, generator=generator), dim=1)
+            shuffled = torch.gather(train_index, 1, order)
+        start = (step % steps_per_epoch) * batch
+        rows = shuffled[:, start : start + batch]
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(
+            _logits(params, data[rows]), labels[rows]
+        )
+        optimizer.zero_grad(set_to_none=True)
+        (loss * folds).backward()  # each fold's mean loss drives its own weights
+        optimizer.step()
+        lr_schedule.step()
     with torch.no_grad():
         accuracies = []
         for k in range(folds):

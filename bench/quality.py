@@ -48,7 +48,7 @@ RESULTS_FILE = "quality.jsonl"
 KEY_FIELDS = ("task", "budget", "seed", "method")
 QUICK_METHODS = ("energy_flow", "npe_nsf")
 QUICK_OUT = Path("docs/bench/quick")
-SMOKE_SCHEDULE = FastC2stSchedule(epochs=3)
+SMOKE_SCHEDULE = FastC2stSchedule(steps=50)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -34,8 +34,13 @@ from torch import Tensor
 
 from .base import ACTIVATIONS, EstimatorConfig, PosteriorEstimator
 from .config import require
-from .energy_score import check_beta, energy_score
+from .energy_score import check_beta, energy_score, mean_spread
 from .support import BoxPrior
+
+# Draws per pair that estimate a posterior's spread for ``spread_weighting``.
+_SPREAD_DRAWS = 4
+# Smallest spread a weight divides by (standardized units to the power beta).
+_MIN_SPREAD = 1e-3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,6 +57,12 @@ class EnergyFlowConfig(EstimatorConfig):
             against 0.80; ``docs/bench/tuning_energy_flow.jsonl``).
         num_draws: Draws ``m`` per training pair in the energy score (>= 2). More draws
             make the loss and the validation score less noisy, at ``m`` passes per pair.
+        spread_weighting: Divide each pair's energy score by its posterior's current
+            spread (the mean powered distance between draws, from separate draws without
+            gradient). The score scales as ``width ** beta``, so without it pairs with
+            wide posteriors dominate the loss and narrow ones are fitted last. A positive
+            weight that depends on ``x`` only keeps the score proper: each posterior is
+            still the minimizer of its own term.
     """
 
     hidden_features: tuple[int, ...] = (256, 256, 256)
@@ -59,6 +70,7 @@ class EnergyFlowConfig(EstimatorConfig):
     residual: bool = True
     beta: float = 0.5
     num_draws: int = 16
+    spread_weighting: bool = False
 
     def validate(self) -> None:
         super().validate()
@@ -135,10 +147,24 @@ class EnergyFlow(PosteriorEstimator):
     def _loss_u(self, u: Tensor, h: Tensor) -> Tensor:
         # Teacher forcing: every block is drawn given the true earlier blocks, so all
         # blocks train in one pass; the per-block energy scores are summed (SAEF, eq. 8).
-        m = self.config.num_draws
-        noise = self.draw_noise(m * u.shape[0]).reshape(m, u.shape[0], -1)
-        draws = self._generate(u.expand(m, *u.shape), noise, h.expand(m, *h.shape))
+        m, beta = self.config.num_draws, self.config.beta
+        draws = self._teacher_forced_draws(m, u, h)
+        weights = [torch.ones(()) for _ in self.blocks]
+        if self.config.spread_weighting:
+            # Separate draws give the weights, so a weight is independent of the draws
+            # whose score it scales (the same draws would bias the spread upwards).
+            with torch.no_grad():
+                extra = self._teacher_forced_draws(_SPREAD_DRAWS, u, h)
+                weights = [
+                    1.0 / mean_spread(extra[..., start:stop], beta).clamp_min(_MIN_SPREAD)
+                    for start, stop in self.blocks
+                ]
         return sum(
-            energy_score(draws[..., start:stop], u[..., start:stop], self.config.beta)
-            for start, stop in self.blocks
+            weight * energy_score(draws[..., start:stop], u[..., start:stop], beta)
+            for weight, (start, stop) in zip(weights, self.blocks, strict=True)
         )  # type: ignore[return-value]
+
+    def _teacher_forced_draws(self, m: int, u: Tensor, h: Tensor) -> Tensor:
+        """``m`` draws per pair ``(m, N, D)``, every block given the true earlier blocks."""
+        noise = self.draw_noise(m * u.shape[0]).reshape(m, u.shape[0], -1)
+        return self._generate(u.expand(m, *u.shape), noise, h.expand(m, *h.shape))

@@ -54,6 +54,22 @@ def distance_power(diff: Tensor, beta: float) -> Tensor:
     return torch.where(positive, safe.pow(beta / 2), torch.zeros_like(squared))
 
 
+def mean_spread(samples: Tensor, beta: float) -> Tensor:
+    """:math:`\\frac{1}{m(m-1)}\\sum_{j \\neq k} \\|t_j - t_k\\|^\\beta` per target.
+
+    Arguments:
+        samples: Draws with shape :math:`(m, N, D)`, :math:`m \\ge 2`.
+        beta: The exponent :math:`\\beta`.
+
+    Returns:
+        The mean powered distance between distinct draws, with shape :math:`(N,)`.
+    """
+    m = samples.shape[0]
+    pairwise = distance_power(samples[:, None] - samples[None, :], beta)  # (m, m, N)
+    # The diagonal is exactly zero (with zero gradient), so the sum runs over j != k.
+    return pairwise.sum(dim=(0, 1)) / (m * (m - 1))
+
+
 def energy_score(samples: Tensor, target: Tensor, beta: float = 1.0) -> Tensor:
     """Unbiased estimate of :math:`\\mathrm{ES}_\\beta` for each target.
 
@@ -81,7 +97,4 @@ def energy_score(samples: Tensor, target: Tensor, beta: float = 1.0) -> Tensor:
     if m < 2:
         raise ConfigError(f"the energy score needs at least 2 draws per target, got {m}")
     accuracy = distance_power(samples - target, beta).mean(dim=0)
-    pairwise = distance_power(samples[:, None] - samples[None, :], beta)  # (m, m, N)
-    # The diagonal is exactly zero (with zero gradient), so the sum runs over j != k.
-    spread = pairwise.sum(dim=(0, 1)) / (2 * m * (m - 1))
-    return accuracy - spread
+    return accuracy - mean_spread(samples, beta) / 2

@@ -25,12 +25,14 @@ def _check_table(markdown: str, columns: list[str]) -> None:
 
 @pytest.mark.slow
 def test_quality_smoke(tmp_path: Path) -> None:
+    # Two processes side by side: the cells run in a spawned pool, one torch thread each.
     argv = ["--smoke", "--methods", ",".join(QUALITY_METHODS), "--out", str(tmp_path)]
-    quality.main(argv)
+    quality.main([*argv, "--jobs", "2"])
     rows = records.read_rows(tmp_path / quality.RESULTS_FILE)
-    assert [r["method"] for r in rows] == QUALITY_METHODS
+    assert sorted(r["method"] for r in rows) == sorted(QUALITY_METHODS)
     for row in rows:
         assert row["error"] is None, row["error"]
+        assert row["c2st_kind"] == "fast" and row["jobs"] == 2 and row["torch_threads"] == 1
         assert (row["task"], row["budget"], row["seed"]) == ("two_moons", 200, 0)
         assert len(row["c2st"]) == 2 and all(0.0 <= c <= 1.0 for c in row["c2st"])
         assert row["c2st_mean"] == pytest.approx(sum(row["c2st"]) / 2)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from sbiserve.models import ConfigError, energy_score
-from sbiserve.models.energy_score import distance_power
+from sbiserve.models.energy_score import distance_power, mean_spread
 
 
 def gaussian_es(mu: float, sigma: float, theta: float) -> float:
@@ -66,3 +66,41 @@ def test_rejects_bad_arguments() -> None:
         energy_score(torch.randn(2, 3, 1), torch.randn(3, 1), beta=2.0)
     with pytest.raises(ConfigError, match="at least 2"):
         energy_score(torch.randn(1, 3, 1), torch.randn(3, 1))
+
+
+def test_mean_spread_matches_a_double_loop() -> None:
+    torch.manual_seed(3)
+    draws = torch.randn(5, 3, 2)
+    for beta in (0.5, 1.0):
+        expected = torch.stack(
+            [
+                sum(
+                    (draws[j, i] - draws[k, i]).norm() ** beta
+                    for j in range(5)
+                    for k in range(5)
+                    if j != k
+                )
+                / 20
+                for i in range(3)
+            ]
+        )
+        assert torch.allclose(mean_spread(draws, beta), expected, atol=1e-5)
+
+
+def test_spread_weighting_makes_the_loss_scale_free() -> None:
+    """Scaling a pair's posterior by c scales its energy score by c**beta; the weighted
+    loss divides that back out, so narrow and wide posteriors weigh alike."""
+    from sbiserve.models import EnergyFlow, EnergyFlowConfig
+
+    flow = EnergyFlow(1, 1, EnergyFlowConfig(spread_weighting=True, num_draws=64))
+    h = torch.zeros(2000, 1)
+    u = torch.zeros(2000, 1)
+    with torch.no_grad():
+        flow.network.requires_grad_(False)
+        loss_small = flow._loss_u(u, h).mean()
+        last = flow.network[-1]
+        last.weight.mul_(10.0)
+        last.bias.mul_(10.0)
+        loss_large = flow._loss_u(u, h).mean()
+    # Unweighted, the score would grow by 10 ** 0.5 = 3.2x.
+    assert float(loss_large / loss_small) == pytest.approx(1.0, rel=0.15)
