@@ -145,12 +145,25 @@ class EnergyFlow(PosteriorEstimator):
         return u
 
     def _loss_u(self, u: Tensor, h: Tensor) -> Tensor:
+        return self._block_scores(u, h, self.config.spread_weighting)
+
+    def validation_loss(self, theta: Tensor, x: Tensor) -> Tensor:
+        """The plain (unweighted) energy score per pair, shape ``(N,)``.
+
+        With ``spread_weighting`` the weights follow the model, so the weighted loss of
+        two epochs is not comparable (a far too wide posterior divides its large score
+        by its large spread); early stopping compares the plain score, which is.
+        """
+        return self._block_scores(self.theta_transform(theta), self.context(x), False)
+
+    def _block_scores(self, u: Tensor, h: Tensor, weighted: bool) -> Tensor:
+        """Energy scores of ``m`` draws per pair ``(N,)``, summed over blocks."""
         # Teacher forcing: every block is drawn given the true earlier blocks, so all
         # blocks train in one pass; the per-block energy scores are summed (SAEF, eq. 8).
         m, beta = self.config.num_draws, self.config.beta
         draws = self._teacher_forced_draws(m, u, h)
         weights = [torch.ones(()) for _ in self.blocks]
-        if self.config.spread_weighting:
+        if weighted:
             # Separate draws give the weights, so a weight is independent of the draws
             # whose score it scales (the same draws would bias the spread upwards).
             with torch.no_grad():
