@@ -215,7 +215,12 @@ def _log(message: str) -> None:
 def main(argv: list[str] | None = None) -> None:
     """Command-line entry point."""
     parser = argparse.ArgumentParser(prog="python -m bench.c2st_agreement", description=__doc__)
-    parser.add_argument("--stage", choices=("draws", "score", "all"), default="all")
+    parser.add_argument(
+        "--stage",
+        choices=("draws", "score", "all", "report"),
+        default="all",
+        help="report: rewrite the table from the rows already measured",
+    )
     parser.add_argument("--jobs", type=int, default=1, help="processes side by side")
     parser.add_argument("--budget", type=int, default=1000)
     parser.add_argument("--pairs-dir", type=Path, default=Path("out/c2st_pairs"))
@@ -243,7 +248,7 @@ def main(argv: list[str] | None = None) -> None:
         ]
         for _cell, names in parallel.run_cells(make_draws, cells, args.jobs):
             _log(f"saved {names}")
-    if args.stage in ("score", "all"):
+    if args.stage in ("score", "all", "report"):
         results = args.out / RESULTS_FILE
         rows = {r["pair"]: r for r in records.read_rows(results)}
         schedule = FastC2stSchedule(**args.schedule)
@@ -251,7 +256,7 @@ def main(argv: list[str] | None = None) -> None:
         todo = [
             ScoreCell(p, rows[p.stem]["sbibm"] if p.stem in rows else None, schedule)
             for p in paths
-            if args.rescore or p.stem not in rows
+            if args.stage != "report" and (args.rescore or p.stem not in rows)
         ]
         # Low-dimensional pairs first: sbibm's C2ST on 10 parameters takes up to tens of
         # minutes per pair when the sets are alike, so those come last.
