@@ -212,10 +212,13 @@ def run_cell(cell: Cell) -> dict[str, Any]:
 
 
 def cells_to_run(settings: QualitySettings, done: set[tuple[Any, ...]]) -> list[Cell]:
-    """Every cell not in ``done``, slowest first (large budgets), so a pool ends evenly."""
+    """Every cell not in ``done``, small budgets first.
+
+    A run cut short then still holds complete tables for its smaller budgets.
+    """
     cells = [
         Cell(task, budget, seed, method, settings)
-        for budget in sorted(settings.budgets, reverse=True)
+        for budget in sorted(settings.budgets)
         for task in settings.tasks
         for seed in settings.seeds
         for method in settings.methods

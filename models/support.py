@@ -130,16 +130,33 @@ class Standardize(nn.Module):
         return values * self.std + self.mean
 
 
+BOUNDED_MAPS = ("logit", "fold")
+
+
 class ThetaTransform(nn.Module):
     """The map :math:`\\theta \\mapsto u` from a prior box to standardized :math:`\\mathbb{R}^D`.
 
+    With ``bounded="fold"`` the bounded dimensions are only rescaled (to :math:`[0, 1]`
+    between two bounds, to the distance from a single bound), not stretched by a logit or
+    log, and :meth:`fold_u` reflects any point back into the box (a triangle wave between
+    two bounds, a mirror at a single one). A generator that folds its outputs draws
+    inside the prior in one pass and can put mass right up to a bound, where a logit map
+    would need infinitely long tails. The fold is not invertible, so it is for families
+    without a density.
+
     Arguments:
-        prior: The prior support; ``None`` for an unbounded prior.
         theta_dim: Number of parameter dimensions :math:`D`.
+        prior: The prior support; ``None`` for an unbounded prior.
+        bounded: ``logit`` (bijective maps, for every family) or ``fold``.
     """
 
-    def __init__(self, theta_dim: int, prior: BoxPrior | None = None) -> None:
+    def __init__(
+        self, theta_dim: int, prior: BoxPrior | None = None, bounded: str = "logit"
+    ) -> None:
         super().__init__()
+        if bounded not in BOUNDED_MAPS:
+            raise ConfigError(f"bounded must be one of {BOUNDED_MAPS}, got {bounded!r}")
+        self.bounded = bounded
         prior = prior or BoxPrior.unbounded(theta_dim)
         if prior.dim != theta_dim:
             raise ConfigError(f"prior has {prior.dim} dimension(s) but theta has {theta_dim}")
@@ -161,6 +178,8 @@ class ThetaTransform(nn.Module):
     def unconstrain(self, theta: Tensor) -> Tensor:
         """Applies :math:`\\phi` to ``theta`` with shape :math:`(*, D)`."""
         out = theta.clone()
+        if self.bounded == "fold":
+            return self._rescale(out, theta)
         if self._both:
             i = self._both
             lo, hi = self.low[i], self.high[i]
@@ -176,8 +195,51 @@ class ThetaTransform(nn.Module):
             out[..., i] = torch.log(width)
         return out
 
+    def _rescale(self, out: Tensor, theta: Tensor) -> Tensor:
+        """The fold mode's :math:`\\phi`: affine per bounded dimension (into ``out``)."""
+        if self._both:
+            i = self._both
+            out[..., i] = (theta[..., i] - self.low[i]) / (self.high[i] - self.low[i])
+        if self._lower:
+            out[..., self._lower] = theta[..., self._lower] - self.low[self._lower]
+        if self._upper:
+            out[..., self._upper] = self.high[self._upper] - theta[..., self._upper]
+        return out
+
+    def fold(self, phi: Tensor) -> Tensor:
+        """Reflects rescaled values ``(*, D)`` into the box (identity in ``logit`` mode)."""
+        if self.bounded != "fold":
+            return phi
+        out = phi.clone()
+        if self._both:
+            # Triangle wave of period 2: identity on [0, 1], mirrored beyond either end.
+            i = self._both
+            out[..., i] = 1 - (torch.remainder(phi[..., i], 2) - 1).abs()
+        one_sided = self._lower + self._upper
+        if one_sided:
+            out[..., one_sided] = phi[..., one_sided].abs()
+        return out
+
+    def fold_u(self, u: Tensor) -> Tensor:
+        """:meth:`fold` in standardized coordinates: ``u`` ``(*, D)`` to a point in the box."""
+        if self.bounded != "fold":
+            return u
+        return self.standardize(self.fold(self.standardize.inverse(u)))
+
     def constrain(self, phi: Tensor) -> Tensor:
         """Applies :math:`\\phi^{-1}`; the result always lies in the closed prior box."""
+        if self.bounded == "fold":
+            phi = self.fold(phi)
+            out = phi.clone()
+            if self._both:
+                i = self._both
+                out[..., i] = self.low[i] + (self.high[i] - self.low[i]) * phi[..., i]
+                out[..., i] = torch.minimum(torch.maximum(out[..., i], self.low[i]), self.high[i])
+            if self._lower:
+                out[..., self._lower] = self.low[self._lower] + phi[..., self._lower]
+            if self._upper:
+                out[..., self._upper] = self.high[self._upper] - phi[..., self._upper]
+            return out
         out = phi.clone()
         if self._both:
             i = self._both
@@ -193,6 +255,8 @@ class ThetaTransform(nn.Module):
 
     def log_abs_det_jacobian(self, theta: Tensor) -> Tensor:
         """:math:`\\log |\\det \\partial u / \\partial \\theta|` with shape :math:`(*)`."""
+        if self.bounded == "fold":
+            raise ConfigError("the fold map is not invertible: no density goes with it")
         terms = -torch.log(self.standardize.std).expand_as(theta).clone()
         if self._both:
             i = self._both
