@@ -25,12 +25,30 @@ import torch
 
 from .base import PosteriorEstimator
 from .errors import ConfigError, ManifestError
-from .registry import build_estimator
+from .registry import build_estimator, get_family
 
 MANIFEST = "manifest.json"
 WEIGHTS = "weights.safetensors"
 FORMAT = "sbiserve-estimator"
 FORMAT_VERSION = 1
+
+# Options added to a family after models were saved with it: a manifest without one was
+# trained with the behaviour it had before, which is not always today's default.
+LEGACY_OPTIONS: dict[str, Any] = {
+    "spread_weighting": False,
+    "noise": "gaussian",
+    "bounded_map": "logit",
+}
+
+
+def _config_as_saved(family: str, config: dict[str, Any]) -> dict[str, Any]:
+    """The manifest's configuration with :data:`LEGACY_OPTIONS` filled in where absent."""
+    try:
+        fields = get_family(family).config_class.field_names()
+    except ConfigError:
+        return config  # an unknown family: build_estimator names it
+    legacy = {k: v for k, v in LEGACY_OPTIONS.items() if k in fields}
+    return {**legacy, **config}
 
 
 def _version() -> str:
@@ -140,7 +158,7 @@ def load_estimator(
             manifest["family"],
             int(manifest["theta_dim"]),
             int(manifest["x_dim"]),
-            manifest["config"],
+            _config_as_saved(manifest["family"], manifest["config"]),
             manifest["prior"],
         )
     except KeyError as e:

@@ -96,3 +96,26 @@ def test_energy_flow_with_the_fold_draws_inside_and_reloads(tmp_path) -> None:
     first = flow.sample((5,), x=x, generator=torch.Generator().manual_seed(3))
     again = loaded.sample((5,), x=x, generator=torch.Generator().manual_seed(3))
     assert torch.allclose(first, again)
+
+
+def test_an_energy_flow_saved_before_the_fold_loads_with_its_logit_map(tmp_path) -> None:
+    """Manifests written before ``bounded_map`` existed describe logit-map models."""
+    import json
+
+    from sbiserve.models import EnergyFlow, EnergyFlowConfig, load_estimator, save_estimator
+    from sbiserve.models.serialization import MANIFEST
+
+    prior = BoxPrior(low=(-1.0,), high=(1.0,))
+    flow = EnergyFlow(1, 1, EnergyFlowConfig(bounded_map="logit", hidden_features=(8,)), prior)
+    flow.fit_standardization(torch.rand(50, 1) * 2 - 1, torch.randn(50, 1))
+    save_estimator(flow, tmp_path / "old")
+    manifest_path = tmp_path / "old" / MANIFEST
+    manifest = json.loads(manifest_path.read_text())
+    for option in ("bounded_map", "spread_weighting", "noise"):
+        del manifest["config"][option]
+    manifest_path.write_text(json.dumps(manifest))
+    loaded = load_estimator(tmp_path / "old")
+    assert loaded.config.bounded_map == "logit" and loaded.theta_transform.bounded == "logit"
+    assert loaded.config.spread_weighting is False
+    new = EnergyFlow(1, 1, prior=prior)
+    assert new.config.bounded_map == "fold" and new.theta_transform.bounded == "fold"
