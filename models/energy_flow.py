@@ -197,7 +197,8 @@ class EnergyFlow(PosteriorEstimator):
         weights = [torch.ones(()) for _ in self.blocks]
         if weighted:
             # Separate draws give the weights, so a weight is independent of the draws
-            # whose score it scales (the same draws would bias the spread upwards).
+            # whose score it scales (weights from the same draws would correlate with
+            # the score's gradient and bias the fit towards too wide posteriors).
             with torch.no_grad():
                 extra = self._teacher_forced_draws(_SPREAD_DRAWS, u, h)
                 weights = [
