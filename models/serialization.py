@@ -38,6 +38,7 @@ LEGACY_OPTIONS: dict[str, Any] = {
     "spread_weighting": False,
     "noise": "gaussian",
     "bounded_map": "logit",
+    "fold_penalty": 0.0,
 }
 
 

@@ -226,6 +226,22 @@ class ThetaTransform(nn.Module):
             return u
         return self.standardize(self.fold(self.standardize.inverse(u)))
 
+    def outside_u(self, u: Tensor) -> Tensor:
+        """Squared distance of ``u`` ``(*, D)`` from the box, in standardized units ``(*)``.
+
+        Zero inside the box and in ``logit`` mode. A generator that folds its outputs is
+        trained with this as a penalty (see ``EnergyFlowConfig.fold_penalty``).
+        """
+        if self.bounded != "fold":
+            return u.new_zeros(u.shape[:-1])
+        phi = self.standardize.inverse(u)
+        # Rescaled coordinates: [0, 1] between two bounds, [0, inf) beside a single one.
+        has_low, has_high = torch.isfinite(self.low), torch.isfinite(self.high)
+        low = torch.where(has_low | has_high, 0.0, -math.inf)
+        high = torch.where(has_low & has_high, 1.0, math.inf)
+        distance = (low - phi).clamp_min(0) + (phi - high).clamp_min(0)
+        return ((distance / self.standardize.std) ** 2).sum(dim=-1)
+
     def constrain(self, phi: Tensor) -> Tensor:
         """Applies :math:`\\phi^{-1}`; the result always lies in the closed prior box."""
         if self.bounded == "fold":

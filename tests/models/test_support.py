@@ -71,6 +71,42 @@ def test_fold_map_reflects_into_the_box() -> None:
         ThetaTransform(4, PRIOR, bounded="clip")
 
 
+def test_outside_u_is_the_squared_distance_from_the_box() -> None:
+    transform = ThetaTransform(4, PRIOR, bounded="fold").double()
+    torch.manual_seed(0)
+    transform.fit(inside(500))
+    std = transform.standardize.std
+    assert (transform.outside_u(transform(inside(50))) == 0).all()
+    # Rescaled coordinates: [0, 1] on dim 0, [0, inf) on dims 1-2, unbounded dim 3.
+    phi = torch.tensor([[1.25, -0.5, -2.0, 7.0], [0.5, 3.0, 1.0, -70.0]]).double()
+    outside = transform.outside_u(transform.standardize(phi))
+    expected = (0.25 / std[0]) ** 2 + (0.5 / std[1]) ** 2 + (2.0 / std[2]) ** 2
+    assert torch.allclose(outside, torch.stack([expected, torch.zeros((), dtype=torch.double)]))
+    logit = ThetaTransform(4, PRIOR).double()
+    assert (logit.outside_u(100 * torch.ones(3, 4).double()) == 0).all()
+
+
+def test_the_fold_penalty_enters_the_training_loss_only() -> None:
+    from sbiserve.models import EnergyFlow, EnergyFlowConfig
+
+    prior = BoxPrior(low=(-1.0,), high=(1.0,))
+    torch.manual_seed(0)
+    theta, x = torch.rand(64, 1) * 2 - 1, torch.randn(64, 1)
+    losses = {}
+    for penalty in (0.0, 1.0):
+        torch.manual_seed(1)
+        flow = EnergyFlow(1, 1, EnergyFlowConfig(hidden_features=(8,), fold_penalty=penalty), prior)
+        flow.fit_standardization(theta, x)
+        last = [m for m in flow.network.modules() if isinstance(m, torch.nn.Linear)][-1]
+        with torch.no_grad():
+            last.bias.fill_(10.0)  # every unfolded output about 10 units above the mean
+        torch.manual_seed(2)
+        losses[penalty] = (flow.loss(theta, x).mean(), flow.validation_loss(theta, x).mean())
+    # Outputs far outside the box pay the penalty in training, not in validation.
+    assert losses[1.0][0] > losses[0.0][0] + 10.0
+    assert torch.allclose(losses[1.0][1], losses[0.0][1])
+
+
 def test_energy_flow_with_the_fold_draws_inside_and_reloads(tmp_path) -> None:
     from sbiserve.models import (
         EnergyFlow,
@@ -111,11 +147,11 @@ def test_an_energy_flow_saved_before_the_fold_loads_with_its_logit_map(tmp_path)
     save_estimator(flow, tmp_path / "old")
     manifest_path = tmp_path / "old" / MANIFEST
     manifest = json.loads(manifest_path.read_text())
-    for option in ("bounded_map", "spread_weighting", "noise"):
+    for option in ("bounded_map", "spread_weighting", "noise", "fold_penalty"):
         del manifest["config"][option]
     manifest_path.write_text(json.dumps(manifest))
     loaded = load_estimator(tmp_path / "old")
     assert loaded.config.bounded_map == "logit" and loaded.theta_transform.bounded == "logit"
-    assert loaded.config.spread_weighting is False
+    assert loaded.config.spread_weighting is False and loaded.config.fold_penalty == 0.0
     new = EnergyFlow(1, 1, prior=prior)
     assert new.config.bounded_map == "fold" and new.theta_transform.bounded == "fold"
