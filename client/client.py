@@ -31,6 +31,7 @@ from sbiserve import __version__
 from .arrays import as_rows, check_finite, is_tensor, to_numpy, to_torch
 from .errors import InvalidInputError, NoDensityError
 from .npy_stream import NpyStream
+from .plots import fetch_plot, save_or_show
 from .transport import RetryPolicy, Transport
 from .waiting import wait_for_job
 
@@ -124,7 +125,15 @@ class Client:
 
     # -- datasets -------------------------------------------------------------------------
 
-    def upload(self, theta: Any, x: Any, name: str | None = None) -> dict[str, Any]:
+    def upload(
+        self,
+        theta: Any,
+        x: Any,
+        name: str | None = None,
+        *,
+        theta_names: Sequence[str] | None = None,
+        x_names: Sequence[str] | None = None,
+    ) -> dict[str, Any]:
         """Uploads simulations; returns the dataset (``dataset_id``, ``num_simulations``...).
 
         Small sets go as JSON; larger ones stream as float32 ``.npy`` files a few rows at a
@@ -135,7 +144,14 @@ class Client:
             theta: Parameters ``(N, theta_dim)`` (numpy, torch or nested lists).
             x: Simulator outputs ``(N, x_dim)``, row ``i`` simulated from ``theta[i]``.
             name: A label shown in listings.
+            theta_names: A name per parameter, used in the model's plots and diagnostics.
+            x_names: A name per feature of ``x``.
         """
+        labels = {
+            key: list(value)
+            for key, value in (("theta_names", theta_names), ("x_names", x_names))
+            if value is not None
+        }
         theta_rows, x_rows = as_rows(theta, "theta"), as_rows(x, "x")
         if theta_rows.shape[0] != x_rows.shape[0]:
             raise InvalidInputError(
@@ -146,7 +162,7 @@ class Client:
         if theta_rows.size + x_rows.size <= self.json_max_values:
             check_finite(theta_rows, "theta")
             check_finite(x_rows, "x")
-            body = {"theta": theta_rows.tolist(), "x": x_rows.tolist(), "name": name}
+            body = {"theta": theta_rows.tolist(), "x": x_rows.tolist(), "name": name, **labels}
             return self._json("POST", "/v1/datasets", json=body)
 
         def files() -> dict[str, Any]:
@@ -155,7 +171,11 @@ class Client:
                     "theta": ("theta.npy", NpyStream(theta_rows), NPY_MEDIA_TYPE),
                     "x": ("x.npy", NpyStream(x_rows), NPY_MEDIA_TYPE),
                 },
-                "data": {"name": name} if name else None,
+                "data": {
+                    **({"name": name} if name else {}),
+                    **{key: json.dumps(value) for key, value in labels.items()},
+                }
+                or None,
             }
 
         return self._json("POST", "/v1/datasets", make_body=files)
@@ -269,6 +289,56 @@ class Client:
     def model(self, ref: str) -> dict[str, Any]:
         """A model's metadata (family, dims, prior, training curve...); ``ref``: id or alias."""
         return self._json("GET", f"/v1/models/{_path(ref)}")
+
+    def diagnostics(self, ref: str) -> dict[str, Any] | None:
+        """A model's calibration report: SBC p-values and rank histograms, TARP coverage,
+        held-out energy score and NLL, ``findings`` and a plain-words ``verdict``
+        (``None`` when the service computed none)."""
+        report: dict[str, Any] | None = self.model(ref).get("diagnostics")
+        return report
+
+    def plot(
+        self,
+        model: str,
+        name: str = "training",
+        path: str | os.PathLike[str] | None = None,
+        *,
+        show: bool = False,
+        x: Any = None,
+        theta: Any = None,
+        num_samples: int = 5000,
+        seed: int | None = None,
+        width: int | None = None,
+        height: int | None = None,
+    ) -> bytes:
+        """A picture drawn by the service, as PNG bytes; saved to ``path`` and/or shown.
+
+        Arguments:
+            model: Model id or alias.
+            name: ``training`` (loss curves), ``sbc`` (rank histograms), ``coverage``
+                (expected coverage), or ``posterior`` (a pair plot of draws for ``x``).
+            path: Where to write the PNG (optional).
+            show: Show it in a matplotlib window (needs matplotlib).
+            x: The observation ``(x_dim,)`` of a ``posterior`` plot.
+            theta: A parameter vector ``(theta_dim,)`` to mark in a ``posterior`` plot.
+            num_samples: Draws behind a ``posterior`` plot.
+            seed: Seed of those draws.
+            width: Image width in pixels (server default: 800).
+            height: Image height in pixels (server default: 500, 800 for ``posterior``).
+        """
+        png = fetch_plot(
+            self.transport,
+            model,
+            name,
+            x=x,
+            theta=theta,
+            num_samples=num_samples,
+            seed=seed,
+            width=width,
+            height=height,
+        )
+        save_or_show(png, path, show)
+        return png
 
     def delete_model(self, ref: str) -> None:
         """Deletes a model (by id or alias)."""

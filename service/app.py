@@ -34,7 +34,8 @@ from .queue import Keys
 from .settings import Settings, get_settings
 from .stores import DatasetStore, ModelStore
 
-OPEN_PATHS = ("/livez", "/readyz", "/metrics", "/docs", "/openapi.json", "/redoc")
+# /ui serves only the dashboard's static files; its data requests carry the key.
+OPEN_PATHS = ("/livez", "/readyz", "/metrics", "/docs", "/openapi.json", "/redoc", "/ui")
 
 
 @dataclass
@@ -222,10 +223,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.add_middleware(LimitsMiddleware, settings=settings)
 
-    from .routes import datasets, health, jobs, models, posterior
+    from .routes import datasets, health, jobs, models, plots, posterior, ui
 
-    for module in (health, datasets, jobs, models, posterior):
+    for module in (health, datasets, jobs, models, posterior, plots):
         app.include_router(module.router)
+    ui.mount(app)
     return app
 
 

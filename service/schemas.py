@@ -24,6 +24,10 @@ class DatasetJSON(BaseModel):
     theta: list[list[float]] | list[float] = Field(description="(N, theta_dim) parameters")
     x: list[list[float]] | list[float] = Field(description="(N, x_dim) simulator outputs")
     name: str | None = None
+    theta_names: list[str] | None = Field(
+        None, description="a name per parameter, for plots and diagnostics", examples=[["a", "b"]]
+    )
+    x_names: list[str] | None = Field(None, description="a name per feature of x")
 
 
 class DatasetInfo(BaseModel):
@@ -37,6 +41,8 @@ class DatasetInfo(BaseModel):
     size_bytes: int
     theta_min: list[float] | None = None
     theta_max: list[float] | None = None
+    theta_names: list[str] | None = None
+    x_names: list[str] | None = None
     created: bool | None = Field(default=None, description="false when it was already stored")
 
 
@@ -110,6 +116,14 @@ class ModelInfo(BaseModel):
     metrics: dict[str, Any]
     created_at: float
     aliases: list[str]
+    theta_names: list[str] | None = Field(None, description="from the dataset (or theta_1..)")
+    x_names: list[str] | None = None
+    diagnostics: dict[str, Any] | None = Field(
+        None,
+        description="calibration on the held-out split: SBC p-values and rank histograms, "
+        "TARP expected-coverage curve and areas, held-out energy score and NLL, findings "
+        "and a plain-words verdict (null when turned off or for older models)",
+    )
 
 
 class SampleRequest(BaseModel):
@@ -148,3 +162,14 @@ class LogProbResponse(BaseModel):
         "prior's support), which JSON cannot write"
     )
     kind: str
+
+
+class PosteriorPlotRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    model: str = Field(description="model id or alias", examples=["two-moons"])
+    x: list[float] = Field(description="one observation [x_dim]", examples=[[0.0, 0.0]])
+    num_samples: int = Field(5000, ge=100, description="draws behind the plot")
+    seed: int | None = Field(None, ge=0, lt=2**63)
+    theta: list[float] | None = Field(None, description="a parameter vector to mark")
+    width: int = Field(800, ge=100, le=4000, description="image width in pixels")
+    height: int = Field(800, ge=100, le=4000, description="image height in pixels")

@@ -54,6 +54,17 @@ class Settings(BaseSettings):
     max_attempts: int = Field(3, description="Attempts per job before the dead-letter stream.")
     worker_ttl_s: float = Field(15.0, description="A worker silent this long is not live.")
 
+    diagnostics_pairs: int = Field(
+        200,
+        ge=0,
+        description="Held-out simulations (from the validation split) the worker checks "
+        "each trained model's calibration on (SBC, TARP, held-out scores); 0 turns the "
+        "diagnostics off.",
+    )
+    diagnostics_draws: int = Field(
+        256, ge=2, description="Posterior draws per held-out simulation in the diagnostics."
+    )
+
 
 @lru_cache
 def get_settings() -> Settings:

@@ -120,9 +120,18 @@ class DatasetStore(_Store):
         super().__init__(root, "datasets")
 
     def put(
-        self, theta: np.ndarray, x: np.ndarray, name: str | None = None
+        self,
+        theta: np.ndarray,
+        x: np.ndarray,
+        name: str | None = None,
+        names: dict[str, list[str]] | None = None,
     ) -> tuple[dict[str, Any], bool]:
-        """Stores checked float32 arrays; returns the metadata and whether it was new."""
+        """Stores checked float32 arrays; returns the metadata and whether it was new.
+
+        ``names`` (``theta_names``, ``x_names``) are labels, not content: sent again with
+        the same data they replace the stored ones.
+        """
+        names = {k: v for k, v in (names or {}).items() if v is not None}
         if theta.shape[0] != x.shape[0]:
             raise InvalidInput(
                 f"theta and x must have the same number of rows, got {theta.shape[0]} and "
@@ -132,6 +141,9 @@ class DatasetStore(_Store):
         sha = array_digest(theta, x)
         dataset_id = sha[:ID_LENGTH]
         if (self.dir / dataset_id / "meta.json").is_file():
+            meta = self.get(dataset_id)
+            if any(meta.get(k) != v for k, v in names.items()):
+                _atomic_write_json(self.dir / dataset_id / "meta.json", {**meta, **names})
             return self.get(dataset_id), False
         staging = self.staging()
         np.save(staging / "theta.npy", theta, allow_pickle=False)
@@ -147,6 +159,7 @@ class DatasetStore(_Store):
             "size_bytes": int(theta.nbytes + x.nbytes),
             "theta_min": theta.min(axis=0).astype(float).tolist(),
             "theta_max": theta.max(axis=0).astype(float).tolist(),
+            **names,
         }
         _atomic_write_json(staging / "meta.json", meta)
         created = self.commit(staging, dataset_id)

@@ -50,6 +50,7 @@ from sbiserve.models import (
 
 from .arrays import load_npy, to_npy_bytes
 from .errors import ServiceError
+from .job_diagnostics import dataset_names, run_diagnostics
 from .queue import (
     EVENTS_MAXLEN,
     SAMPLE_GROUP,
@@ -331,6 +332,21 @@ class Worker:
             progress=progress,
             should_stop=should_stop,
         )
+        theta_names, x_names = dataset_names(
+            self.datasets.get(job["dataset_id"]), theta.shape[1], x.shape[1]
+        )
+        diagnostics = run_diagnostics(
+            self.redis,
+            self.keys,
+            job_id,
+            estimator,
+            theta,
+            x,
+            train_config,
+            self.settings,
+            theta_names,
+            should_stop,
+        )
         estimator.cpu()
         metrics = {
             "best_val_loss": result.best_val_loss,
@@ -366,6 +382,9 @@ class Worker:
                     "log_prob_kind": estimator.log_prob_kind,
                     "training": result.to_dict(),
                     "metrics": metrics,
+                    "theta_names": theta_names,
+                    "x_names": x_names,
+                    "diagnostics": diagnostics,
                     "created_at": time.time(),
                 },
             )

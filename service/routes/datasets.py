@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import numpy as np
@@ -21,9 +22,46 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _store(state: Any, theta: np.ndarray, x: np.ndarray, name: str | None) -> dict[str, Any]:
+def _names(value: Any, count: int, field: str) -> list[str] | None:
+    """Checked labels: ``count`` distinct non-empty strings of at most 64 characters.
+
+    A multipart form sends them as a JSON list or as comma-separated text.
+    """
+    if value is None:
+        return None
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            value = json.loads(text) if text.startswith("[") else text.split(",")
+        except ValueError:
+            raise InvalidInput(f"{field} is not a JSON list: {text[:80]!r}", field) from None
+        if isinstance(value, list):
+            value = [v.strip() if isinstance(v, str) else v for v in value]
+    if not isinstance(value, list) or not all(
+        isinstance(v, str) and 0 < len(v) <= 64 for v in value
+    ):
+        raise InvalidInput(f"{field} must be a list of names of 1-64 characters", field)
+    if len(value) != count:
+        raise InvalidInput(f"{field} has {len(value)} name(s) but there are {count} columns", field)
+    if len(set(value)) != len(value):
+        raise InvalidInput(f"{field} repeats a name: {value}", field)
+    return list(value)
+
+
+def _store(
+    state: Any,
+    theta: np.ndarray,
+    x: np.ndarray,
+    name: str | None,
+    theta_names: Any = None,
+    x_names: Any = None,
+) -> dict[str, Any]:
     theta = as_matrix(theta, "theta")
     x = as_matrix(x, "x")
+    names = {
+        "theta_names": _names(theta_names, theta.shape[1], "theta_names"),
+        "x_names": _names(x_names, x.shape[1], "x_names"),
+    }
     if theta.shape[0] != x.shape[0]:
         raise InvalidInput(
             f"theta has {theta.shape[0]} rows but x has {x.shape[0]}; each row of theta must "
@@ -32,7 +70,7 @@ def _store(state: Any, theta: np.ndarray, x: np.ndarray, name: str | None) -> di
         )
     if theta.shape[0] < 2:
         raise InvalidInput("a dataset needs at least 2 simulations", "theta")
-    meta, created = state.datasets.put(theta, x, name=name)
+    meta, created = state.datasets.put(theta, x, name=name, names=names)
     return {**meta, "created": created}
 
 
@@ -43,14 +81,17 @@ def _store(state: Any, theta: np.ndarray, x: np.ndarray, name: str | None) -> di
     responses=ERRORS,
     summary="Upload simulations",
     description="multipart/form-data with files `theta` and `x` (.npy), or one file `file` "
-    "(.npz holding `theta` and `x`), optional field `name`; or a JSON body "
-    '`{"theta": [[...]], "x": [[...]]}` for small sets. Uploads stream to disk.',
+    "(.npz holding `theta` and `x`), optional fields `name`, `theta_names` and `x_names` "
+    '(JSON lists or comma-separated); or a JSON body `{"theta": [[...]], "x": [[...]]}` '
+    "(with the same optional fields) for small sets. Uploads stream to disk.",
 )
 async def upload(request: Request, response: Response, state: StateDep) -> Any:
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("multipart/form-data"):
         form = await request.form(max_files=3, max_fields=5)
         name = form.get("name")
+        labels = [form.get(k) for k in ("theta_names", "x_names")]
+        labels = [v if isinstance(v, str) else None for v in labels]
         files = {k: v for k, v in form.items() if isinstance(v, UploadFile)}
         if "file" in files:
             arrays = await run_in_threadpool(load_npz, files["file"].file, "file")
@@ -65,7 +106,7 @@ async def upload(request: Request, response: Response, state: StateDep) -> Any:
                 "file",
             )
         meta = await run_in_threadpool(
-            _store, state, theta, x, name if isinstance(name, str) else None
+            _store, state, theta, x, name if isinstance(name, str) else None, *labels
         )
         await form.close()
     elif content_type.startswith("application/json") or not content_type:
@@ -74,7 +115,13 @@ async def upload(request: Request, response: Response, state: StateDep) -> Any:
         except ValueError as e:
             raise _json_error(e) from None
         meta = await run_in_threadpool(
-            _store, state, from_json(body.theta, "theta"), from_json(body.x, "x"), body.name
+            _store,
+            state,
+            from_json(body.theta, "theta"),
+            from_json(body.x, "x"),
+            body.name,
+            body.theta_names,
+            body.x_names,
         )
     else:
         raise BadRequest(
