@@ -11,6 +11,7 @@ import hmac
 import json
 import logging
 import time
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -20,6 +21,8 @@ import redis.asyncio as aioredis
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -28,7 +31,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from sbiserve import __version__
 from sbiserve.models import ModelError
 
-from .errors import PayloadTooLarge, ServiceError, Unauthorized
+from .errors import PayloadTooLarge, ServiceError, Unauthorized, redact
 from .metrics import Metrics
 from .queue import Keys
 from .settings import Settings, get_settings
@@ -43,7 +46,11 @@ class AppState:
     """What every route needs."""
 
     settings: Settings
-    redis: Any  # an aioredis.Redis returning bytes (its response unions defeat mypy)
+    # aioredis.Redis clients returning bytes (their response unions defeat mypy): ``redis``
+    # gives up after ``redis_timeout_s``; ``redis_blocking`` only serves blocking reads
+    # (the wait for a sampling reply, live job events), which may take longer.
+    redis: Any
+    redis_blocking: Any
     keys: Keys
     datasets: DatasetStore
     models: ModelStore
@@ -132,9 +139,28 @@ class LimitsMiddleware:
         await self.app(scope, limited, guarded_send)
 
 
+def _internal_error(request: Request, detail: str, exc: BaseException | None) -> JSONResponse:
+    """A 500 that names a reference to the logged details instead of echoing them."""
+    reference = uuid.uuid4().hex[:16]
+    log.error(
+        "internal error %s on %s %s: %s",
+        reference,
+        request.method,
+        request.url.path,
+        redact(detail),
+        exc_info=exc,
+    )
+    message = f"internal error (reference {reference}); the details are in the server's log"
+    response = _error(500, "internal_error", message)
+    response.headers["X-Sbiserve-Error-Id"] = reference
+    return response
+
+
 def _install_handlers(app: FastAPI) -> None:
     @app.exception_handler(ServiceError)
-    async def service_error(_: Request, exc: ServiceError) -> JSONResponse:
+    async def service_error(request: Request, exc: ServiceError) -> JSONResponse:
+        if exc.status >= 500 and exc.code == "internal_error":  # e.g. a worker's failure
+            return _internal_error(request, exc.message, None)
         return JSONResponse(exc.body(), status_code=exc.status)
 
     @app.exception_handler(ModelError)
@@ -148,8 +174,10 @@ def _install_handlers(app: FastAPI) -> None:
         return _error(
             503,
             "unavailable",
-            f"the queue (Redis at {url}) is unreachable: {exc}; the service recovers by "
-            "itself once Redis is back, retry shortly",
+            redact(
+                f"the queue (Redis at {url}) is unreachable: {str(exc) or type(exc).__name__}; "
+                "the service recovers by itself once Redis is back, retry shortly"
+            ),
         )
 
     @app.exception_handler(RequestValidationError)
@@ -168,10 +196,9 @@ def _install_handlers(app: FastAPI) -> None:
         return _error(exc.status_code, code, str(exc.detail))
 
     @app.exception_handler(Exception)
-    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         # A bug or an unforeseen Redis reply: still the documented error body, and logged.
-        log.error("unhandled error", exc_info=exc)
-        return _error(500, "internal_error", f"internal error: {type(exc).__name__}: {exc}")
+        return _internal_error(request, f"{type(exc).__name__}: {exc}", exc)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -182,15 +209,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        # The socket timeout must outlast the BLPOP on which sampling waits.
-        client = aioredis.Redis.from_url(
-            settings.redis_url or "",
-            socket_timeout=settings.sample_timeout_s + 5,
-            socket_connect_timeout=2,
-        )
+        client = redis_client(settings, settings.redis_timeout_s)
+        # Its socket timeout must outlast the BLPOP on which sampling waits.
+        blocking = redis_client(settings, settings.sample_timeout_s + 5)
         app.state.sbiserve = AppState(
             settings=settings,
             redis=client,
+            redis_blocking=blocking,
             keys=Keys(settings.key_prefix),
             datasets=DatasetStore(settings.data_dir),
             models=ModelStore(settings.data_dir),
@@ -199,6 +224,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         yield
         await client.aclose()
+        await blocking.aclose()
 
     metrics = Metrics()
     app = FastAPI(
@@ -229,6 +255,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(module.router)
     ui.mount(app)
     return app
+
+
+def redis_client(settings: Settings, timeout_s: float) -> Any:
+    """An asyncio Redis client that gives up on a silent Redis after ``timeout_s``.
+
+    It retries once, at once, only a connection that failed (a stale pooled connection
+    after Redis restarted), never a timeout: a stalled Redis costs one ``timeout_s``.
+    """
+    return aioredis.Redis.from_url(
+        settings.redis_url or "",
+        socket_timeout=timeout_s,
+        socket_connect_timeout=settings.redis_timeout_s,
+        retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
+    )
 
 
 def json_bytes(data: Any) -> bytes:

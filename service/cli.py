@@ -26,11 +26,12 @@ def _settings(args: argparse.Namespace) -> Any:
 def _serve(args: argparse.Namespace) -> int:
     import time
 
+    from .errors import redact
     from .stack import LocalStack
 
     settings = _settings(args)
     with LocalStack(settings, workers=args.workers, quiet=False) as stack:
-        mode = "private Redis" if stack.redis else f"Redis at {stack.settings.redis_url}"
+        mode = "private Redis" if stack.redis else redact(f"Redis at {stack.settings.redis_url}")
         print(
             f"sbiserve on {stack.url} ({mode}, {args.workers} worker(s), data in "
             f"{stack.settings.data_dir}); docs at {stack.url}/docs; Ctrl-C stops",

@@ -1,9 +1,26 @@
 """Errors the API returns, each with an HTTP status, a code, a message and a field.
 
-The body is always ``{"error": {"code": ..., "message": ..., "field": ...}}``.
+The body is always ``{"error": {"code": ..., "message": ..., "field": ...}}``. Messages
+never carry credentials (:func:`redact`), and an unexpected error's details stay in the
+server's log (the body gives a reference to find them).
 """
 
 from __future__ import annotations
+
+import re
+
+# The user-info part of a URL (``redis://user:password@host``) up to its last ``@``.
+_CREDENTIALS = re.compile(r"\b([A-Za-z][A-Za-z0-9+.-]*://)[^\s]*@")
+
+
+def redact(text: str) -> str:
+    """``text`` with the credentials of every URL in it replaced by ``***``.
+
+    Example:
+        >>> redact("Redis at redis://:hunter2@127.0.0.1:6379/0 is unreachable")
+        'Redis at redis://***@127.0.0.1:6379/0 is unreachable'
+    """
+    return _CREDENTIALS.sub(r"\1***@", text)
 
 
 class ServiceError(Exception):

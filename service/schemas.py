@@ -1,10 +1,16 @@
-"""Request and response bodies of the HTTP API (they make the OpenAPI schema)."""
+"""Request and response bodies of the HTTP API (they make the OpenAPI schema).
+
+Numbers in requests are strict: a JSON string (``"0.1"``) or boolean (``true``) where a
+number belongs is refused (422), never converted.
+"""
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt
+
+Rows = list[list[StrictFloat]] | list[StrictFloat]
 
 
 class ErrorDetail(BaseModel):
@@ -21,8 +27,8 @@ class DatasetJSON(BaseModel):
     """A small dataset sent as JSON (use multipart .npy/.npz for large ones)."""
 
     model_config = ConfigDict(extra="forbid")
-    theta: list[list[float]] | list[float] = Field(description="(N, theta_dim) parameters")
-    x: list[list[float]] | list[float] = Field(description="(N, x_dim) simulator outputs")
+    theta: Rows = Field(description="(N, theta_dim) parameters")
+    x: Rows = Field(description="(N, x_dim) simulator outputs")
     name: str | None = None
     theta_names: list[str] | None = Field(
         None, description="a name per parameter, for plots and diagnostics", examples=[["a", "b"]]
@@ -51,8 +57,8 @@ class PriorSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     type: Literal["box"] = "box"
-    low: list[float | None]
-    high: list[float | None]
+    low: list[StrictFloat | None]
+    high: list[StrictFloat | None]
 
 
 class JobRequest(BaseModel):
@@ -129,11 +135,11 @@ class ModelInfo(BaseModel):
 class SampleRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     model: str = Field(description="model id or alias", examples=["two-moons"])
-    x: list[float] | list[list[float]] = Field(
+    x: Rows = Field(
         description="one observation [x_dim] or a batch [[x_dim], ...]", examples=[[0.0, 0.0]]
     )
-    num_samples: int = Field(1000, ge=1)
-    seed: int | None = Field(None, ge=0, lt=2**63)
+    num_samples: StrictInt = Field(1000, ge=1)
+    seed: StrictInt | None = Field(None, ge=0, lt=2**63)
 
 
 class SampleResponse(BaseModel):
@@ -150,8 +156,8 @@ class SampleResponse(BaseModel):
 class LogProbRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     model: str
-    theta: list[list[float]] | list[float]
-    x: list[float] | list[list[float]]
+    theta: Rows
+    x: Rows
 
 
 class LogProbResponse(BaseModel):

@@ -32,10 +32,25 @@ class Settings(BaseSettings):
 
     max_request_bytes: int = Field(16 * 2**20, description="Largest JSON request body.")
     max_upload_bytes: int = Field(4 * 2**30, description="Largest dataset upload.")
+    max_dataset_bytes: int = Field(
+        4 * 2**30,
+        gt=0,
+        description="Most bytes an upload's arrays may declare once decoded (an .npz "
+        "decompressed), checked from their headers before anything is allocated.",
+    )
+    max_dataset_rows: int = Field(
+        10_000_000, gt=0, description="Most simulations (rows) in one uploaded dataset."
+    )
     max_num_samples: int = Field(100_000, description="Largest num_samples per request.")
     max_observations: int = Field(1_000, description="Most observations in one request.")
     max_total_draws: int = Field(2_000_000, description="Largest num_samples x observations.")
     sample_timeout_s: float = Field(30.0, description="How long the API waits for a worker.")
+    redis_timeout_s: float = Field(
+        0.75,
+        gt=0,
+        description="How long the API waits for Redis on any call but the wait for a "
+        "sampling reply: while Redis stalls, probes and job calls answer 503 this fast.",
+    )
 
     model_cache_size: int = Field(8, description="Trained models kept resident per worker.")
     sample_max_batch: int = Field(256, description="Requests drained into one batch.")

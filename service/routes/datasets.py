@@ -11,7 +11,7 @@ from fastapi.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from ..app import StateDep
-from ..arrays import as_matrix, from_json, load_npy, load_npz
+from ..arrays import DecodeLimits, as_matrix, from_json, load_npy, load_npz
 from ..errors import BadRequest, Conflict, InvalidInput
 from ..queue import ACTIVE, decode
 from ..schemas import DatasetInfo, DatasetJSON, ErrorBody
@@ -93,12 +93,13 @@ async def upload(request: Request, response: Response, state: StateDep) -> Any:
         labels = [form.get(k) for k in ("theta_names", "x_names")]
         labels = [v if isinstance(v, str) else None for v in labels]
         files = {k: v for k, v in form.items() if isinstance(v, UploadFile)}
+        limits = DecodeLimits(state.settings.max_dataset_bytes, state.settings.max_dataset_rows)
         if "file" in files:
-            arrays = await run_in_threadpool(load_npz, files["file"].file, "file")
+            arrays = await run_in_threadpool(load_npz, files["file"].file, "file", limits)
             theta, x = arrays["theta"], arrays["x"]
         elif "theta" in files and "x" in files:
-            theta = await run_in_threadpool(load_npy, files["theta"].file, "theta")
-            x = await run_in_threadpool(load_npy, files["x"].file, "x")
+            theta = await run_in_threadpool(load_npy, files["theta"].file, "theta", limits)
+            x = await run_in_threadpool(load_npy, files["x"].file, "x", limits)
         else:
             raise BadRequest(
                 "multipart upload needs files `theta` and `x` (.npy) or `file` (.npz); got "

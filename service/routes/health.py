@@ -11,6 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from redis.exceptions import RedisError
 
 from ..app import StateDep
+from ..errors import redact
 
 router = APIRouter(tags=["health"])
 
@@ -37,7 +38,10 @@ async def readyz(state: StateDep) -> Any:
             {
                 "error": {
                     "code": "unavailable",
-                    "message": f"Redis at {state.settings.redis_url} is unreachable: {e}",
+                    "message": redact(
+                        f"Redis at {state.settings.redis_url} is unreachable: "
+                        f"{str(e) or type(e).__name__}"
+                    ),
                     "field": None,
                 }
             },

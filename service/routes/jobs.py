@@ -161,7 +161,8 @@ async def job_events(job_id: str, state: StateDep) -> StreamingResponse:
         last = "0-0"
         idle_since = time.monotonic()
         while True:
-            response = await state.redis.xread({state.keys.events(job_id): last}, block=1000)
+            events = {state.keys.events(job_id): last}
+            response = await state.redis_blocking.xread(events, block=1000)
             for _, messages in response or []:
                 for message_id, fields in messages:
                     last = decode(message_id)

@@ -63,7 +63,7 @@ async def _ask_worker(state: AppState, fields: dict[str, Any]) -> tuple[dict[str
     # (Redis's clock), so clocks that differ between machines do not matter.
     fields = {**fields, "id": request_id, "timeout_s": timeout}
     await state.redis.xadd(state.keys.sample, fields, maxlen=SAMPLE_LANE_MAXLEN, approximate=True)
-    reply = await state.redis.blpop([state.keys.reply(request_id)], timeout=timeout)
+    reply = await state.redis_blocking.blpop([state.keys.reply(request_id)], timeout=timeout)
     if reply is None:
         live = await state.redis.zcount(
             state.keys.workers, time.time() - state.settings.worker_ttl_s, "+inf"

@@ -168,9 +168,11 @@ def test_an_unexpected_error_is_a_json_500(tmp_path: Path) -> None:
         with TestClient(app, raise_server_exceptions=False) as client:
             response = client.get("/boom")
         assert response.status_code == 500
-        assert response.json()["error"] == {
+        reference = response.headers["X-Sbiserve-Error-Id"]
+        assert response.json()["error"] == {  # the details stay in the log
             "code": "internal_error",
-            "message": "internal error: RuntimeError: kaput",
+            "message": f"internal error (reference {reference}); the details are in the "
+            "server's log",
             "field": None,
         }
     finally:
