@@ -145,8 +145,9 @@ def _limits(samples: np.ndarray, prior: dict[str, Any] | None, d: int) -> tuple[
     low = (prior or {}).get("low", [None] * (d + 1))[d]
     high = (prior or {}).get("high", [None] * (d + 1))[d]
     span = max(high_q - low_q, 1e-9)
-    low = low if low is not None and low_q - low < 2 * span else low_q - 0.05 * span
-    high = high if high is not None and high - high_q < 2 * span else high_q + 0.05 * span
+    # A bound the draws reach is shown; a far one would squash the posterior to a line.
+    low = low if low is not None and low_q - low < 0.1 * span else low_q - 0.05 * span
+    high = high if high is not None and high - high_q < 0.1 * span else high_q + 0.05 * span
     return float(low), float(high)
 
 
@@ -188,6 +189,8 @@ def pair_png(
                     cmap="Greys",
                 )
                 if truth is not None:
+                    # A white cross under a black one stays visible on dark density.
+                    ax.plot(truth[j], truth[i], "x", color="white", markersize=11, mew=4)
                     ax.plot(truth[j], truth[i], "x", color="black", markersize=9, mew=2)
             ax.set_xlim(limits[j])
             if i != j:
