@@ -89,7 +89,7 @@ def terminate(process: subprocess.Popen[bytes], timeout_s: float) -> int | None:
 def describe_exit(code: int | None) -> str:
     """``exit code 1`` or ``signal SIGKILL`` for a finished process's return code."""
     if code is None:
-        return "still running"
+        return "did not start"
     if code < 0:
         try:
             return f"signal {signal.Signals(-code).name}"

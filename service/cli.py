@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import signal
 import sys
+import time
 from typing import Any
 
 
@@ -23,27 +26,40 @@ def _settings(args: argparse.Namespace) -> Any:
     return Settings(**overrides)
 
 
-def _serve(args: argparse.Namespace) -> int:
-    import time
+class Interrupted(BaseException):
+    """SIGTERM or SIGINT reached ``serve``: leave whatever it does and stop in order."""
 
+
+def _on_stop_signal(signum: int, frame: Any) -> None:
+    # A second signal while stopping exits at once; the children die with this process
+    # (PR_SET_PDEATHSIG), a worker's job is then reclaimed after claim_after_s.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda number, _: os._exit(128 + number))
+    raise Interrupted(signal.Signals(signum).name)
+
+
+def _serve(args: argparse.Namespace) -> int:
     from .errors import redact
     from .stack import LocalStack
 
     settings = _settings(args)
-    with LocalStack(settings, workers=args.workers, quiet=False) as stack:
-        mode = "private Redis" if stack.redis else redact(f"Redis at {stack.settings.redis_url}")
-        print(
-            f"sbiserve on {stack.url} ({mode}, {args.workers} worker(s), data in "
-            f"{stack.settings.data_dir}); docs at {stack.url}/docs; Ctrl-C stops",
-            flush=True,
-        )
-        try:
-            while all(w.poll() is None for w in stack.workers):
-                time.sleep(0.5)
-            print("a worker exited; stopping", file=sys.stderr)
-            return 1
-        except KeyboardInterrupt:
-            return 0
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _on_stop_signal)
+    try:
+        with LocalStack(settings, workers=args.workers, quiet=False) as stack:
+            mode = (
+                "private Redis" if stack.redis else redact(f"Redis at {stack.settings.redis_url}")
+            )
+            print(
+                f"sbiserve on {stack.url} ({mode}, {args.workers} worker(s), data in "
+                f"{stack.settings.data_dir}); docs at {stack.url}/docs; Ctrl-C stops",
+                flush=True,
+            )
+            while True:  # until a signal; meanwhile the stack restarts dead children
+                time.sleep(3600)
+    except Interrupted as e:
+        print(f"sbiserve: stopped on {e}", flush=True)
+    return 0
 
 
 def _api(args: argparse.Namespace) -> int:

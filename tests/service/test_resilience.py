@@ -25,7 +25,7 @@ def private(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     settings = fast_settings(
         tmp_path_factory.mktemp("resilience"), redis_url=None, claim_after_s=3.0, max_attempts=2
     )
-    with LocalStack(settings, workers=2) as stack:
+    with LocalStack(settings, workers=2, supervise=False) as stack:  # the tests kill on purpose
         yield stack
 
 
