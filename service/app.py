@@ -10,6 +10,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -34,6 +35,7 @@ from sbiserve.models import ModelError
 from .errors import PayloadTooLarge, ServiceError, Unauthorized, redact
 from .metrics import Metrics
 from .queue import Keys
+from .schemas import ErrorBody
 from .settings import Settings, get_settings
 from .stores import DatasetStore, ModelStore
 
@@ -67,6 +69,34 @@ StateDep = Annotated[AppState, Depends(get_state)]
 
 
 log = logging.getLogger("sbiserve.api")
+
+
+# What any /v1 route may answer besides its own statuses (in the OpenAPI document).
+COMMON_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorBody, "description": "malformed request (a body that does not parse)"},
+    401: {"model": ErrorBody, "description": "missing or wrong API key (when one is set)"},
+    413: {"model": ErrorBody, "description": "request body over the size limit"},
+    500: {"model": ErrorBody, "description": "internal error, with a reference to the log"},
+}
+
+
+FIELD_NAME = re.compile(r"[A-Za-z_][\w-]*")
+HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
+
+
+def error_field(loc: Any) -> str | None:
+    """The field a validation error's location names: ``theta.3.1``, not ``body.theta...``.
+
+    Where the body, query or path starts and which member of a union (``list[float]``)
+    was tried are left out.
+    """
+    parts = [
+        str(p)
+        for p in loc
+        if p not in ("body", "query", "path", "header")
+        and (isinstance(p, int) or FIELD_NAME.fullmatch(str(p)))
+    ]
+    return ".".join(parts) or None
 
 
 def _error(status: int, code: str, message: str, field: str | None = None) -> JSONResponse:
@@ -139,6 +169,20 @@ class LimitsMiddleware:
         await self.app(scope, limited, guarded_send)
 
 
+def _allowed_methods(request: Request) -> list[str]:
+    """The methods the OpenAPI document lists for this request's path.
+
+    Starlette's 405 names only the methods of the first route that matched the path.
+    """
+    methods: set[str] = set()
+    for template, item in request.app.openapi()["paths"].items():
+        parts = re.split(r"(\{[^}]+\})", template)
+        pattern = "".join("[^/]+" if part.startswith("{") else re.escape(part) for part in parts)
+        if re.fullmatch(pattern, request.url.path):
+            methods |= {method.upper() for method in item if method in HTTP_METHODS}
+    return sorted(methods)
+
+
 def _internal_error(request: Request, detail: str, exc: BaseException | None) -> JSONResponse:
     """A 500 that names a reference to the logged details instead of echoing them."""
     reference = uuid.uuid4().hex[:16]
@@ -186,14 +230,17 @@ def _install_handlers(app: FastAPI) -> None:
         first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
         if first.get("type") == "json_invalid":
             return _error(400, "bad_request", f"malformed JSON body: {first.get('msg')}", "body")
-        loc = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path")]
-        field = ".".join(loc) or None
+        field = error_field(first.get("loc", ()))
         return _error(422, "invalid_input", f"{field or 'body'}: {first.get('msg')}", field)
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return _error(exc.status_code, code, str(exc.detail))
+        response = _error(exc.status_code, code, str(exc.detail))
+        response.headers.update(exc.headers or {})
+        if exc.status_code == 405:
+            response.headers["Allow"] = ", ".join(_allowed_methods(request))
+        return response
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
@@ -252,7 +299,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from .routes import datasets, health, jobs, models, plots, posterior, ui
 
     for module in (health, datasets, jobs, models, posterior, plots):
-        app.include_router(module.router)
+        app.include_router(module.router, responses=COMMON_ERRORS if module is not health else {})
     ui.mount(app)
     return app
 

@@ -212,19 +212,20 @@ def as_matrix(array: np.ndarray, field: str, columns: int | None = None) -> np.n
         raise InvalidInput(f"{field} is empty (shape {list(array.shape)})", field)
     if columns is not None and array.shape[1] != columns:
         raise InvalidInput(f"{field} must have {columns} column(s), got {array.shape[1]}", field)
-    array = array.astype(np.float32, copy=False)
     check_finite(array, field)
+    with np.errstate(over="ignore"):
+        array = array.astype(np.float32, copy=False)
+    check_finite(array, field, "value(s) beyond float32's range (about ±3.4e38)")
     return np.ascontiguousarray(array)
 
 
-def check_finite(array: np.ndarray, field: str) -> None:
-    """Raises InvalidInput naming the first NaN/inf (row, column)."""
+def check_finite(array: np.ndarray, field: str, what: str = "NaN/inf value(s)") -> None:
+    """Raises InvalidInput naming the first non-finite value's (row, column)."""
     bad = ~np.isfinite(array)
     if bad.any():
         where = [int(i) for i in np.argwhere(bad)[0]]
         raise InvalidInput(
-            f"{field} contains {int(bad.sum())} NaN/inf value(s); the first at index {where}",
-            field,
+            f"{field} contains {int(bad.sum())} {what}; the first at index {where}", field
         )
 
 

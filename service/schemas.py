@@ -6,11 +6,27 @@ number belongs is refused (422), never converted.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictFloat
 
-Rows = list[list[StrictFloat]] | list[StrictFloat]
+
+def _not_bool_or_text(value: Any) -> Any:
+    """Refuses what lax validation would turn into an integer: ``true``, ``"5"``."""
+    if isinstance(value, bool | str | bytes):
+        raise ValueError("must be a JSON number, not a string or boolean")
+    return value
+
+
+# An integer given as a JSON number (``5`` or ``5.0``); booleans and strings are refused.
+JsonInt = Annotated[int, BeforeValidator(_not_bool_or_text)]
+Seed = Annotated[int, Field(ge=0, lt=2**63), BeforeValidator(_not_bool_or_text)]
+Row = Annotated[list[StrictFloat], Field(min_length=1)]
+Rows = Annotated[list[Row], Field(min_length=1)] | Row
+# A dataset's columns: at least two simulations, as rows of numbers or one number each.
+Simulations = (
+    Annotated[list[Row], Field(min_length=2)] | Annotated[list[StrictFloat], Field(min_length=2)]
+)
 
 
 class ErrorDetail(BaseModel):
@@ -27,8 +43,8 @@ class DatasetJSON(BaseModel):
     """A small dataset sent as JSON (use multipart .npy/.npz for large ones)."""
 
     model_config = ConfigDict(extra="forbid")
-    theta: Rows = Field(description="(N, theta_dim) parameters")
-    x: Rows = Field(description="(N, x_dim) simulator outputs")
+    theta: Simulations = Field(description="(N, theta_dim) parameters")
+    x: Simulations = Field(description="(N, x_dim) simulator outputs")
     name: str | None = None
     theta_names: list[str] | None = Field(
         None, description="a name per parameter, for plots and diagnostics", examples=[["a", "b"]]
@@ -57,8 +73,8 @@ class PriorSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     type: Literal["box"] = "box"
-    low: list[StrictFloat | None]
-    high: list[StrictFloat | None]
+    low: list[StrictFloat | None] = Field(min_length=1)
+    high: list[StrictFloat | None] = Field(min_length=1)
 
 
 class JobRequest(BaseModel):
@@ -138,8 +154,8 @@ class SampleRequest(BaseModel):
     x: Rows = Field(
         description="one observation [x_dim] or a batch [[x_dim], ...]", examples=[[0.0, 0.0]]
     )
-    num_samples: StrictInt = Field(1000, ge=1)
-    seed: StrictInt | None = Field(None, ge=0, lt=2**63)
+    num_samples: JsonInt = Field(1000, ge=1)
+    seed: Seed | None = Field(None, description="same seed, same draws; random when null")
 
 
 class SampleResponse(BaseModel):
@@ -173,9 +189,9 @@ class LogProbResponse(BaseModel):
 class PosteriorPlotRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     model: str = Field(description="model id or alias", examples=["two-moons"])
-    x: list[float] = Field(description="one observation [x_dim]", examples=[[0.0, 0.0]])
-    num_samples: int = Field(5000, ge=100, description="draws behind the plot")
-    seed: int | None = Field(None, ge=0, lt=2**63)
-    theta: list[float] | None = Field(None, description="a parameter vector to mark")
-    width: int = Field(800, ge=100, le=4000, description="image width in pixels")
-    height: int = Field(800, ge=100, le=4000, description="image height in pixels")
+    x: Row = Field(description="one observation [x_dim]", examples=[[0.0, 0.0]])
+    num_samples: JsonInt = Field(5000, ge=100, description="draws behind the plot")
+    seed: Seed | None = None
+    theta: Row | None = Field(None, description="a parameter vector to mark")
+    width: JsonInt = Field(800, ge=100, le=4000, description="image width in pixels")
+    height: JsonInt = Field(800, ge=100, le=4000, description="image height in pixels")

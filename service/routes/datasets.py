@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from ..app import StateDep
+from ..app import StateDep, error_field
 from ..arrays import DecodeLimits, as_matrix, from_json, load_npy, load_npz
 from ..errors import BadRequest, Conflict, InvalidInput
 from ..queue import ACTIVE, decode
@@ -18,7 +18,27 @@ from ..schemas import DatasetInfo, DatasetJSON, ErrorBody
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorBody} for code in (400, 404, 409, 413, 422)
+    code: {"model": ErrorBody} for code in (400, 404, 409, 413, 422, 503)
+}
+BINARY = {"type": "string", "format": "binary"}
+UPLOAD_BODY = {
+    "required": True,
+    "content": {
+        "application/json": {"schema": DatasetJSON.model_json_schema()},
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "properties": {
+                    "theta": {**BINARY, "description": "(N, theta_dim) .npy"},
+                    "x": {**BINARY, "description": "(N, x_dim) .npy"},
+                    "file": {**BINARY, "description": ".npz holding arrays theta and x"},
+                    "name": {"type": "string"},
+                    "theta_names": {"type": "string", "description": "JSON list or a,b,c"},
+                    "x_names": {"type": "string", "description": "JSON list or a,b,c"},
+                },
+            }
+        },
+    },
 }
 
 
@@ -78,7 +98,8 @@ def _store(
     "",
     status_code=201,
     response_model=DatasetInfo,
-    responses=ERRORS,
+    responses={**ERRORS, 200: {"model": DatasetInfo, "description": "already stored"}},
+    openapi_extra={"requestBody": UPLOAD_BODY},
     summary="Upload simulations",
     description="multipart/form-data with files `theta` and `x` (.npy), or one file `file` "
     "(.npz holding `theta` and `x`), optional fields `name`, `theta_names` and `x_names` "
@@ -140,8 +161,8 @@ def _json_error(error: ValueError) -> Exception:
     if errors and errors[0].get("type") == "json_invalid":
         return BadRequest(f"malformed JSON body: {errors[0].get('msg')}", "body")
     if errors:
-        loc = ".".join(str(p) for p in errors[0].get("loc", ()))
-        return InvalidInput(f"{loc}: {errors[0].get('msg')}", loc or None)
+        field = error_field(errors[0].get("loc", ()))
+        return InvalidInput(f"{field or 'body'}: {errors[0].get('msg')}", field)
     return BadRequest(str(error), "body")
 
 

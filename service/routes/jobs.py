@@ -52,7 +52,7 @@ def _check_prior(prior: BoxPrior, dataset: dict[str, Any]) -> None:
     "",
     status_code=202,
     response_model=JobAccepted,
-    responses=ERRORS,
+    responses={**ERRORS, **{code: {"model": ErrorBody} for code in (400, 409)}},
     summary="Start training",
     description="Queues a training job. An `Idempotency-Key` header makes retries safe: the "
     "same key returns the same job.",
@@ -130,7 +130,7 @@ async def _job(state: Any, job_id: str) -> dict[str, Any]:
     return job_view(raw)
 
 
-@router.get("", response_model=list[JobInfo], summary="Recent jobs, newest first")
+@router.get("", response_model=list[JobInfo], responses=ERRORS, summary="Recent jobs, newest first")
 async def list_jobs(state: StateDep, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> Any:
     ids = decode(await state.redis.zrevrange(state.keys.jobs, 0, limit - 1))
     out = []
@@ -152,7 +152,7 @@ async def get_job(job_id: str, state: StateDep) -> Any:
     description="`event: progress` with `{epoch, max_epochs, train_loss, val_loss}` after "
     "each epoch, then one `event: status` with `{status, model_id | error}`; the stream "
     "then ends. Past events are replayed first.",
-    responses={200: {"content": {"text/event-stream": {}}}, 404: {"model": ErrorBody}},
+    responses={**ERRORS, 200: {"content": {"text/event-stream": {}}}},
 )
 async def job_events(job_id: str, state: StateDep) -> StreamingResponse:
     await _job(state, job_id)
