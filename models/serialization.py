@@ -39,6 +39,7 @@ LEGACY_OPTIONS: dict[str, Any] = {
     "noise": "gaussian",
     "bounded_map": "logit",
     "fold_penalty": 0.0,
+    "mixture_heads": 1,
 }
 
 

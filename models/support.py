@@ -227,20 +227,20 @@ class ThetaTransform(nn.Module):
         return self.standardize(self.fold(self.standardize.inverse(u)))
 
     def outside_u(self, u: Tensor) -> Tensor:
-        """Squared distance of ``u`` ``(*, D)`` from the box, in standardized units ``(*)``.
+        """Squared distance of ``u`` ``(*, D)`` beyond one reflection, standardized, ``(*)``.
 
-        Zero inside the box and in ``logit`` mode. A generator that folds its outputs is
-        trained with this as a penalty (see ``EnergyFlowConfig.fold_penalty``).
+        Between two bounds the fold reflects once on :math:`[-1, 0]` and :math:`[1, 2]`
+        (rescaled) and wraps again beyond; this is the distance past that band. A single
+        bound's mirror never wraps, so it adds nothing there, nor does the ``logit``
+        mode. A generator that folds its outputs is trained with this as a penalty (see
+        ``EnergyFlowConfig.fold_penalty``).
         """
-        if self.bounded != "fold":
+        if self.bounded != "fold" or not self._both:
             return u.new_zeros(u.shape[:-1])
-        phi = self.standardize.inverse(u)
-        # Rescaled coordinates: [0, 1] between two bounds, [0, inf) beside a single one.
-        has_low, has_high = torch.isfinite(self.low), torch.isfinite(self.high)
-        low = torch.where(has_low | has_high, 0.0, -math.inf)
-        high = torch.where(has_low & has_high, 1.0, math.inf)
-        distance = (low - phi).clamp_min(0) + (phi - high).clamp_min(0)
-        return ((distance / self.standardize.std) ** 2).sum(dim=-1)
+        i = self._both
+        phi = self.standardize.inverse(u)[..., i]
+        distance = (-1 - phi).clamp_min(0) + (phi - 2).clamp_min(0)
+        return ((distance / self.standardize.std[i]) ** 2).sum(dim=-1)
 
     def constrain(self, phi: Tensor) -> Tensor:
         """Applies :math:`\\phi^{-1}`; the result always lies in the closed prior box."""

@@ -51,7 +51,9 @@ class TrainConfig(Config):
             and scale are fitted) before it learns a posterior's shape; on small data
             sets that plateau spans many short epochs, and stopping there leaves a poor
             fit (sbibm, 1,000 simulations: runs stopped after 10-20 epochs scored C2ST
-            0.89-0.96, runs that went on 0.64-0.72).
+            0.89-0.96, runs that went on 0.64-0.72). Families whose
+            ``select_after_min_steps`` is true (the energy flows) also keep the best
+            weights among the epochs after ``min_steps`` only.
         clip_grad_norm: Largest gradient norm per step (0 turns clipping off).
         lr_schedule: ``plateau`` (halve on stalls), ``cosine`` (to ``max_epochs``) or
             ``constant``.
@@ -236,6 +238,7 @@ def fit(
     stopped_early = False
     num_train = theta_train.shape[0]
     epoch = steps = 0
+    was_settled = False
     for epoch in range(1, config.max_epochs + 1):
         estimator.train()
         perm = torch.randperm(num_train, generator=generator).to(device)
@@ -264,10 +267,13 @@ def fit(
         evaluated.eval()
         val_loss = _mean_loss(evaluated, theta_val, x_val, 4096, config.seed + 1)
         val_losses.append(val_loss)
+        settled = steps >= config.min_steps
+        if settled and not was_settled and estimator.select_after_min_steps:
+            best_val = math.inf  # look for the best weights among settled epochs only
+        was_settled = settled
         if val_loss < best_val:
             best_val, best_epoch = val_loss, epoch
             best_state = copy.deepcopy(evaluated.state_dict())
-        settled = steps >= config.min_steps
         if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
             if settled:
                 scheduler.step(val_loss)

@@ -71,17 +71,18 @@ def test_fold_map_reflects_into_the_box() -> None:
         ThetaTransform(4, PRIOR, bounded="clip")
 
 
-def test_outside_u_is_the_squared_distance_from_the_box() -> None:
+def test_outside_u_is_the_squared_distance_beyond_one_reflection() -> None:
     transform = ThetaTransform(4, PRIOR, bounded="fold").double()
     torch.manual_seed(0)
     transform.fit(inside(500))
     std = transform.standardize.std
     assert (transform.outside_u(transform(inside(50))) == 0).all()
     # Rescaled coordinates: [0, 1] on dim 0, [0, inf) on dims 1-2, unbounded dim 3.
-    phi = torch.tensor([[1.25, -0.5, -2.0, 7.0], [0.5, 3.0, 1.0, -70.0]]).double()
+    # Only dim 0 wraps, and only beyond one reflection ([-1, 2]) is a distance counted.
+    phi = torch.tensor([[2.25, -5.0, -2.0, 7.0], [-0.5, 3.0, 1.0, -70.0]]).double()
     outside = transform.outside_u(transform.standardize(phi))
-    expected = (0.25 / std[0]) ** 2 + (0.5 / std[1]) ** 2 + (2.0 / std[2]) ** 2
-    assert torch.allclose(outside, torch.stack([expected, torch.zeros((), dtype=torch.double)]))
+    expected = torch.stack([(0.25 / std[0]) ** 2, torch.zeros((), dtype=torch.double)])
+    assert torch.allclose(outside, expected)
     logit = ThetaTransform(4, PRIOR).double()
     assert (logit.outside_u(100 * torch.ones(3, 4).double()) == 0).all()
 
@@ -99,7 +100,7 @@ def test_the_fold_penalty_enters_the_training_loss_only() -> None:
         flow.fit_standardization(theta, x)
         last = [m for m in flow.network.modules() if isinstance(m, torch.nn.Linear)][-1]
         with torch.no_grad():
-            last.bias.fill_(10.0)  # every unfolded output about 10 units above the mean
+            last.bias.fill_(20.0)  # every unfolded output far beyond one reflection
         torch.manual_seed(2)
         losses[penalty] = (flow.loss(theta, x).mean(), flow.validation_loss(theta, x).mean())
     # Outputs far outside the box pay the penalty in training, not in validation.
@@ -155,3 +156,25 @@ def test_an_energy_flow_saved_before_the_fold_loads_with_its_logit_map(tmp_path)
     assert loaded.config.spread_weighting is False and loaded.config.fold_penalty == 0.0
     new = EnergyFlow(1, 1, prior=prior)
     assert new.config.bounded_map == "fold" and new.theta_transform.bounded == "fold"
+
+
+def test_mixture_heads_pick_each_head_with_equal_odds(tmp_path) -> None:
+    from sbiserve.models import EnergyFlow, EnergyFlowConfig, load_estimator, save_estimator
+
+    config = EnergyFlowConfig(hidden_features=(8,), mixture_heads=4, bounded_map="logit")
+    torch.manual_seed(0)
+    flow = EnergyFlow(2, 1, config)
+    assert flow.noise_features == 2 * 2 + 1  # network noise, then one head selector
+    last = [m for m in flow.network.modules() if isinstance(m, torch.nn.Linear)][-1]
+    with torch.no_grad():
+        last.weight.zero_()  # head j always gives (j, -j): the draw names its head
+        last.bias.copy_(torch.tensor([[j, -j] for j in range(4)], dtype=torch.float).flatten())
+    draws = flow.sample((8000,), x=torch.zeros(1))
+    assert torch.equal(draws[:, 1], -draws[:, 0])
+    counts = torch.bincount(draws[:, 0].round().long(), minlength=4)
+    assert counts.tolist() != [8000, 0, 0, 0] and (counts - 2000).abs().max() < 200
+    save_estimator(flow, tmp_path / "m")
+    again = load_estimator(tmp_path / "m")
+    seed = torch.Generator().manual_seed(5)
+    first = flow.sample((50,), x=torch.zeros(1), generator=seed)
+    assert torch.equal(first, again.sample((50,), x=torch.zeros(1), generator=seed.manual_seed(5)))

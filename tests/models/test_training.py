@@ -66,6 +66,39 @@ def test_no_early_stop_and_no_learning_rate_cut_before_min_steps() -> None:
     assert result.epochs - result.best_epoch >= 1
 
 
+class EarlyBestFlow(EnergyFlow):
+    """An energy flow whose validation loss is lowest in its first epoch."""
+
+    calls = 0
+
+    def validation_loss(self, theta: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        type(self).calls += 1
+        return torch.full((theta.shape[0],), float(type(self).calls))
+
+
+@pytest.mark.parametrize("after", [True, False])
+def test_best_weights_among_settled_epochs_where_the_family_asks(
+    after: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    theta, x = data()  # 180 training pairs: 6 steps per epoch at batch size 32
+    monkeypatch.setattr(EarlyBestFlow, "calls", 0)
+    monkeypatch.setattr(EarlyBestFlow, "select_after_min_steps", after)
+    config = TrainConfig(max_epochs=50, patience=3, min_steps=60, batch_size=32)
+    result = fit(EarlyBestFlow(2, 2, SMALL), theta, x, config)
+    # min_steps pass in epoch 10; the loss only grows, so the best is the first candidate.
+    assert result.best_epoch == (10 if after else 1)
+    assert result.epochs == (13 if after else 10)
+
+
+def test_energy_flows_select_after_min_steps_and_density_families_do_not() -> None:
+    from sbiserve.models import get_family
+
+    assert EnergyFlow.select_after_min_steps
+    assert get_family("semi_autoregressive_energy_flow").select_after_min_steps
+    assert not get_family("self_normalizing_flow").select_after_min_steps
+    assert not get_family("npe").select_after_min_steps
+
+
 def test_cancellation_between_steps() -> None:
     calls = []
 
