@@ -7,6 +7,7 @@ x86-64, CPython 3.11-3.12); only its binary is used, never its Python client.
 
 from __future__ import annotations
 
+import fcntl
 import importlib.util
 import os
 import shutil
@@ -15,6 +16,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import IO
 
 import redis
 
@@ -24,6 +26,10 @@ from .errors import ServiceError
 
 class RedisNotFound(ServiceError):
     """No redis-server binary could be found (or started) for the embedded mode."""
+
+
+class DirectoryInUse(ServiceError):
+    """Another running stack keeps its private Redis in this data directory."""
 
 
 def free_port() -> int:
@@ -79,6 +85,24 @@ class EmbeddedRedis:
         self.directory = directory
         self.process: subprocess.Popen[bytes] | None = None
         self._scratch: str | None = None
+        self._lock: IO[bytes] | None = None
+
+    def _take_directory(self) -> None:
+        """Locks the directory (until :meth:`stop`): two servers on one append-only file
+        would overwrite each other's jobs."""
+        if self.directory is None or self._lock is not None:
+            return
+        self.directory.mkdir(parents=True, exist_ok=True)
+        handle = open(self.directory / "sbiserve.lock", "ab")  # noqa: SIM115
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            raise DirectoryInUse(
+                f"{self.directory} is in use by another running sbiserve; stop it or "
+                "choose another --data-dir"
+            ) from None
+        self._lock = handle
 
     def command(self, binary: str) -> list[str]:
         """The redis-server command line."""
@@ -99,6 +123,7 @@ class EmbeddedRedis:
         Returns its URL; raises :class:`RedisNotFound` when it cannot start.
         """
         binary = find_redis_server()
+        self._take_directory()
         self.process = spawn(self.command(binary), output=subprocess.DEVNULL)
         client = redis.Redis.from_url(self.url, socket_connect_timeout=0.5, socket_timeout=2)
         deadline = time.monotonic() + timeout_s
@@ -113,7 +138,7 @@ class EmbeddedRedis:
                     time.sleep(0.05)
         finally:
             client.close()
-        self.stop(keep_scratch=True)
+        self.stop(final=False)
         where = f"; see {self.directory / 'redis.log'}" if self.directory else ""
         raise RedisNotFound(f"{binary} did not start on port {self.port}{where}")
 
@@ -121,11 +146,19 @@ class EmbeddedRedis:
         """Whether the server process is running."""
         return self.process is not None and self.process.poll() is None
 
-    def stop(self, keep_scratch: bool = False) -> None:
-        """Stops the server (SIGTERM: it writes out its append-only file first)."""
+    def stop(self, final: bool = True) -> None:
+        """Stops the server (SIGTERM: it writes out its append-only file first).
+
+        ``final=False`` keeps the directory (and its lock) for another start.
+        """
         if self.process is not None:
             terminate(self.process, timeout_s=10)
         self.process = None
-        if self._scratch and not keep_scratch:
+        if not final:
+            return
+        if self._scratch:
             shutil.rmtree(self._scratch, ignore_errors=True)
             self._scratch = None
+        if self._lock is not None:
+            self._lock.close()  # releases the lock
+            self._lock = None

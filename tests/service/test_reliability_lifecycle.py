@@ -20,7 +20,7 @@ import httpx
 import pytest
 import redis
 
-from sbiserve.service.embedded_redis import EmbeddedRedis
+from sbiserve.service.embedded_redis import DirectoryInUse, EmbeddedRedis
 from sbiserve.service.stack import LocalStack
 from sbiserve.service.supervisor import Backoff
 
@@ -167,3 +167,16 @@ def test_restarts_back_off() -> None:
     backoff = Backoff(base_s=1.0, max_s=8.0, stable_s=60.0)
     assert [backoff.next_delay(ran_s=0.5) for _ in range(5)] == [1, 2, 4, 8, 8]
     assert backoff.next_delay(ran_s=120.0) == 1  # it had run well: start over
+
+
+def test_one_private_redis_per_data_directory(tmp_path: Path) -> None:
+    first, second = EmbeddedRedis(directory=tmp_path), EmbeddedRedis(directory=tmp_path)
+    first.start()
+    try:
+        with pytest.raises(DirectoryInUse, match="another running sbiserve"):
+            second.start()
+        assert second.process is None
+    finally:
+        first.stop()
+    second.start()  # free again
+    second.stop()
