@@ -92,29 +92,43 @@ def serve(data_dir: Path) -> Iterator[tuple[subprocess.Popen[str], str]]:
         process.wait()
 
 
+def wait_running(api: httpx.Client, job_id: str, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while api.get(f"/v1/jobs/{job_id}").json()["status"] != "running":
+        assert time.monotonic() < deadline, f"job {job_id} never ran"
+        time.sleep(0.1)
+
+
 def test_sigterm_stops_children_first_and_a_restart_keeps_jobs(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     with serve(data_dir) as (process, url):
         kids = children(process.pid)
         assert len(kids) == 2  # Redis and one worker
         with httpx.Client(base_url=url, timeout=30) as api:
-            job = train(api)
-        assert job["status"] == "succeeded", job
+            done = train(api)
+            assert done["status"] == "succeeded", done
+            running = start_long_job(api, seed=23)
+            wait_running(api, running)
         process.send_signal(signal.SIGTERM)
         assert process.wait(60) == 0
         assert wait_gone(kids, 5) == []
-    # The worker left while Redis was still up: it took itself off the live set.
+    # The worker stopped while Redis was still up: it handed its job back to the queue
+    # and took itself off the live set.
     stored = EmbeddedRedis(directory=data_dir / "redis")
     try:
-        assert redis.Redis.from_url(stored.start()).zcard("sbiserve:workers") == 0
+        client = redis.Redis.from_url(stored.start())
+        assert client.hget(f"sbiserve:job:{running}", "status") == b"queued"
+        assert client.zcard("sbiserve:workers") == 0
     finally:
         stored.stop()
 
     with serve(data_dir) as (process, url), httpx.Client(base_url=url, timeout=30) as api:
-        again = api.get(f"/v1/jobs/{job['job_id']}")
+        again = api.get(f"/v1/jobs/{done['job_id']}")
         assert again.status_code == 200, again.text
-        assert again.json()["model_id"] == job["model_id"]
-        assert [j["job_id"] for j in api.get("/v1/jobs").json()] == [job["job_id"]]
+        assert again.json()["model_id"] == done["model_id"]
+        finished = wait_job(api, running, timeout_s=240)
+        assert finished["status"] == "succeeded" and finished["attempts"] == 1, finished
+        assert {j["job_id"] for j in api.get("/v1/jobs").json()} == {done["job_id"], running}
         process.send_signal(signal.SIGTERM)
         assert process.wait(60) == 0
 
