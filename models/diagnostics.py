@@ -256,23 +256,29 @@ def _findings(
     """Plain-words problems, one per miscalibrated parameter, plus TARP's overall one."""
     findings = []
     threshold = config.significance / len(names)
-    se_50 = 0.5 / math.sqrt(num_pairs)  # binomial standard error at 50% coverage
+    se_50 = 0.5 / math.sqrt(num_pairs)  # binomial standard errors of the coverages
+    se_90 = 0.3 / math.sqrt(num_pairs)
     se_rank = math.sqrt(1 / 12 / num_pairs)  # standard error of a uniform mean
     for d, name in enumerate(names):
         if p_values[d] >= threshold:
             continue
-        cover = float(coverage_50[d])
+        c50, c90 = float(coverage_50[d]), float(coverage_90[d])
+        z50, z90 = (c50 - 0.5) / se_50, (c90 - 0.9) / se_90
+        held = f"its 50% intervals hold {c50:.0%} of true values, its 90% intervals {c90:.0%}"
         shift = float(mean_rank[d]) - 0.5
         what = []
-        if (cover - 0.5) / se_50 < -3:
+        if z50 < -3 and z90 > 3:
             what.append(
-                f"over-confident in {name} (its 50% intervals hold {cover:.0%} of true "
-                f"values, its 90% intervals {float(coverage_90[d]):.0%})"
+                f"mis-shaped in {name}: too narrow at the centre, too wide in the tails ({held})"
             )
-        elif (cover - 0.5) / se_50 > 3:
+        elif z50 > 3 and z90 < -3:
             what.append(
-                f"under-confident in {name} (its 50% intervals hold {cover:.0%} of true values)"
+                f"mis-shaped in {name}: too wide at the centre, too narrow in the tails ({held})"
             )
+        elif z50 < -3 or z90 < -3:
+            what.append(f"over-confident in {name} ({held})")
+        elif z50 > 3 or z90 > 3:
+            what.append(f"under-confident in {name} ({held})")
         if abs(shift) / se_rank > 3:
             side = "low" if shift > 0 else "high"
             what.append(f"biased {side} in {name} (mean rank {0.5 + shift:.2f}, ideal 0.50)")

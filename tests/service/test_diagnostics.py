@@ -121,6 +121,17 @@ def test_held_out_rows_are_the_validation_split() -> None:
     assert rows.shape == (200,)
     assert torch.equal(rows, held_out_indices(2000, CONFIG))
     assert len(set(rows.tolist())) == 200
+    # fit's best validation loss is reproduced exactly on these rows, and only on them.
+    from sbiserve.models.training import _mean_loss
+
+    theta, x = simulate(300, seed=5)
+    config = TrainConfig(max_epochs=2, min_steps=0, seed=4, validation_fraction=0.2)
+    estimator = build_estimator("energy_flow", 2, 3, {"hidden_features": [16, 16]})
+    result = fit(estimator, theta, x, config)
+    rows = held_out_indices(300, config)
+    assert _mean_loss(estimator, theta[rows], x[rows], 4096, 5) == result.best_val_loss
+    other = held_out_indices(300, TrainConfig(seed=5, validation_fraction=0.2))
+    assert _mean_loss(estimator, theta[other], x[other], 4096, 5) != result.best_val_loss
 
 
 def test_density_families_get_a_held_out_nll() -> None:
@@ -149,3 +160,14 @@ def test_cancellation_stops_the_diagnostics(trained: tuple) -> None:
     estimator, theta, x = trained
     with pytest.raises(TrainingCancelled):
         diagnose(estimator, theta, x, should_stop=lambda: True)
+
+
+def test_a_narrow_centre_with_wide_tails_is_called_mis_shaped() -> None:
+    generator = torch.Generator().manual_seed(0)
+    theta = torch.randn(400, 1, generator=generator)  # x says nothing: the posterior is N(0, 1)
+    z = torch.randn(256, 400, 1, generator=generator)
+    wide = torch.rand(256, 400, 1, generator=generator) < 0.3
+    report = calibration(torch.where(wide, 3 * z, 0.5 * z), theta)
+    assert report.findings[0].startswith(
+        "mis-shaped in theta_1: too narrow at the centre, too wide in the tails"
+    ), report.verdict
