@@ -130,12 +130,16 @@ class EmbeddedRedis:
         try:
             while time.monotonic() < deadline:
                 try:
-                    client.ping()  # answers once the append-only file is loaded
-                    return self.url
+                    # Ready once its append-only file is loaded; the pid tells our server
+                    # from another one that took the port meanwhile.
+                    info = client.info()
+                    if int(info["process_id"]) == self.process.pid and not info["loading"]:
+                        return self.url
                 except (redis.ConnectionError, redis.TimeoutError):
-                    if self.process.poll() is not None:
-                        break
-                    time.sleep(0.05)
+                    pass
+                if self.process.poll() is not None:
+                    break
+                time.sleep(0.05)
         finally:
             client.close()
         self.stop(final=False)

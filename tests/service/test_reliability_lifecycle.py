@@ -20,7 +20,7 @@ import httpx
 import pytest
 import redis
 
-from sbiserve.service.embedded_redis import DirectoryInUse, EmbeddedRedis
+from sbiserve.service.embedded_redis import DirectoryInUse, EmbeddedRedis, RedisNotFound
 from sbiserve.service.stack import LocalStack
 from sbiserve.service.supervisor import Backoff
 
@@ -194,3 +194,13 @@ def test_one_private_redis_per_data_directory(tmp_path: Path) -> None:
         first.stop()
     second.start()  # free again
     second.stop()
+
+
+def test_a_port_taken_by_another_redis_is_not_mistaken_for_ours() -> None:
+    other = EmbeddedRedis()
+    other.start()
+    try:
+        with pytest.raises(RedisNotFound, match="did not start"):
+            EmbeddedRedis(port=other.port).start(timeout_s=10)
+    finally:
+        other.stop()
