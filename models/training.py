@@ -63,6 +63,8 @@ class TrainConfig(Config):
         seed: Seed of the split, the batches and the initialization.
         device: ``auto`` (cuda when available), ``cpu``, ``cuda`` or ``cuda:N``.
         max_seconds: Wall-clock budget for training (0 means none).
+        restore_best: Keep the weights of the epoch with the best validation loss (as
+            chosen above); false keeps the last epoch's weights.
     """
 
     max_epochs: int = 1000
@@ -78,6 +80,7 @@ class TrainConfig(Config):
     seed: int = 0
     device: str = "auto"
     max_seconds: float = 0.0
+    restore_best: bool = True
 
     def validate(self) -> None:
         require(self.max_epochs >= 1, "max_epochs must be >= 1")
@@ -299,7 +302,10 @@ def fit(
             stopped_early = True
             break
 
-    estimator.load_state_dict(best_state)
+    if config.restore_best:
+        estimator.load_state_dict(best_state)
+    elif ema is not None:
+        estimator.load_state_dict(evaluated.state_dict())
     estimator.eval()
     return FitResult(
         epochs=epoch,

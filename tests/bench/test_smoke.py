@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -67,3 +68,16 @@ def test_speed_smoke(tmp_path: Path) -> None:
     markdown = (tmp_path / "speed.md").read_text()
     assert "| D | B |" in markdown and "Ratio" in markdown
     _check_png(tmp_path / "speed.png")
+
+
+def test_curves_keeps_every_epoch_and_a_summary_row(tmp_path: Path) -> None:
+    from bench import curves
+
+    options = {"max_epochs": 3, "min_steps": 0, "hidden_features": [16], "restore_best": False}
+    argv = ["two_moons", "200", "tiny", "--options", json.dumps(options), "--out", str(tmp_path)]
+    curves.main([*argv, "--observations", "1", "--num-draws", "300"])
+    (row,) = records.read_rows(tmp_path / curves.RESULTS_FILE)
+    assert (row["task"], row["budget"], row["tag"], row["epochs"]) == ("two_moons", 200, "tiny", 3)
+    assert len(row["c2st"]) == 1 and 0.0 <= row["c2st"][0] <= 1.0
+    lines = (tmp_path / row["curve"]).read_text().splitlines()
+    assert lines[0].startswith("epoch,train_loss,val_loss") and len(lines) == 4

@@ -99,6 +99,18 @@ def test_energy_flows_select_after_min_steps_and_density_families_do_not() -> No
     assert not get_family("npe").select_after_min_steps
 
 
+@pytest.mark.parametrize("ema_decay", [0.0, 0.9])
+def test_restore_best_false_keeps_the_last_epoch(ema_decay: float) -> None:
+    theta, x = data()
+    config = TrainConfig(max_epochs=6, min_steps=0, seed=3, ema_decay=ema_decay, restore_best=False)
+    torch.manual_seed(0)
+    estimator = EnergyFlow(2, 2, SMALL)
+    result = fit(estimator, theta, x, config)
+    _, val_idx = _split(len(theta), config.validation_fraction, torch.Generator().manual_seed(3))
+    again = _mean_loss(estimator, theta[val_idx], x[val_idx], 4096, config.seed + 1)
+    assert again == pytest.approx(result.val_losses[-1], rel=1e-5)
+
+
 def test_cancellation_between_steps() -> None:
     calls = []
 
