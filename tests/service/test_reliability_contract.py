@@ -11,6 +11,7 @@ and ``x`` must have as many rows; ``x`` must fit the model), which a schema cann
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -24,9 +25,20 @@ from sbiserve.service.app import create_app  # noqa: E402
 from sbiserve.service.settings import Settings  # noqa: E402
 from sbiserve.service.stack import LocalStack  # noqa: E402
 
-from .conftest import API_KEY, train  # noqa: E402
+from .conftest import API_KEY, cleanup, fast_settings, train  # noqa: E402
 
 pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    """A stack of its own: the generated requests set aliases and delete what they find."""
+    settings = fast_settings(tmp_path_factory.mktemp("contract"), api_key=API_KEY)
+    try:
+        with LocalStack(settings) as running:
+            yield running
+    finally:
+        cleanup(settings)
 
 
 @pytest.fixture(scope="module")
