@@ -33,6 +33,7 @@ from .semi_autoregressive_energy_flow import (
     SemiAutoregressiveEnergyFlowConfig,
 )
 from .serialization import load_estimator, read_manifest, save_estimator
+from .serving import prepare_for_serving
 from .support import BoxPrior
 from .training import EpochInfo, FitResult, TrainConfig, fit, resolve_device
 
@@ -62,6 +63,7 @@ __all__ = [
     "fit",
     "get_family",
     "load_estimator",
+    "prepare_for_serving",
     "read_manifest",
     "resolve_device",
     "save_estimator",

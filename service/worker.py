@@ -44,6 +44,7 @@ from sbiserve.models import (
     TrainingCancelled,
     build_estimator,
     fit,
+    prepare_for_serving,
     resolve_device,
     split_options,
 )
@@ -86,7 +87,7 @@ class ModelCache:
             if model_id in self._models:
                 self._models.move_to_end(model_id)
                 return self._models[model_id]
-        estimator = self.store.load(model_id, device=str(self.device))
+        estimator = prepare_for_serving(self.store.load(model_id, device=str(self.device)))
         with self._lock:
             self._models[model_id] = estimator
             while len(self._models) > self.size:
@@ -480,7 +481,7 @@ class Worker:
 
     def _sample_group(self, estimator: PosteriorEstimator, group: list[dict[str, Any]]) -> None:
         """Draws for every request of one model in shared forward passes."""
-        with torch.no_grad():
+        with torch.inference_mode():
             x = torch.as_tensor(np.concatenate([r["x"] for r in group]), device=self.device)
             h = estimator.context(x)
             rows, noise, offset = [], [], 0

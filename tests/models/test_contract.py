@@ -127,3 +127,29 @@ def test_log_prob(family: str) -> None:
 
 def test_repr_names_the_family(family: str) -> None:
     assert family in repr(make(family))
+
+
+def test_serving_form_gives_the_same_draws_and_densities(family: str) -> None:
+    from zuko.nn import MaskedLinear
+
+    from sbiserve.models.serving import prepare_for_serving
+
+    estimator = make(family)
+    x = torch.randn(2, X_DIM)
+    theta = torch.stack([torch.rand(5) * 3 - 1, torch.rand(5) * 5, torch.randn(5)], dim=-1)
+    with torch.no_grad():
+        before = estimator.sample((6,), x, generator=torch.Generator().manual_seed(1))
+        density = estimator.log_prob_kind != "none"
+        torch.manual_seed(2)  # the AEM's normalizer is an importance-sampling estimate
+        lp_before = estimator.log_prob(theta, x[:1].expand(5, -1)) if density else None
+    served = prepare_for_serving(estimator)
+    assert not any(isinstance(m, MaskedLinear) for m in served.modules())
+    assert not any(p.requires_grad for p in served.parameters()) and not served.training
+    with torch.inference_mode():
+        after = served.sample((6,), x, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():  # FFJORD's density needs autograd for its trace
+        torch.manual_seed(2)
+        lp_after = served.log_prob(theta, x[:1].expand(5, -1)) if density else None
+    assert torch.allclose(before, after, atol=1e-5)
+    if lp_before is not None:
+        assert torch.allclose(lp_before, lp_after, atol=1e-4)
