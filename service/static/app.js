@@ -334,7 +334,10 @@ const ROUTES = [
   [/^.*$/, jobsPage, "jobs"],
 ];
 
+let generation = 0; // a slower, older render must not overwrite a newer page
+
 async function render() {
+  const mine = ++generation;
   cleanup.forEach((stop) => stop());
   cleanup = [];
   blobUrls.forEach((url) => URL.revokeObjectURL(url));
@@ -347,8 +350,10 @@ async function render() {
   }
   showNotice("");
   try {
-    view.replaceChildren(...(await page(match[1])));
+    const content = await page(match[1]);
+    if (mine === generation) view.replaceChildren(...content);
   } catch (e) {
+    if (mine !== generation) return;
     view.replaceChildren(h("p", {}, "Nothing to show."));
     showNotice(e.message);
   }

@@ -167,6 +167,8 @@ def test_a_bad_observation_is_explained_in_the_form(page: Any, api: httpx.Client
     if not models:
         pytest.skip("no model trained yet in this session")
     page.goto(f"{page.url.split('#')[0]}#/posterior/{models[-1]['model_id']}")
+    page.wait_for_selector("#posterior-form")
+    assert models[-1]["model_id"] == page.input_value("#plot-model")
     page.fill("#plot-x", "1, 2")
     page.click("#posterior-form button")
     alert = page.wait_for_selector("#posterior-result [role=alert]")
