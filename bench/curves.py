@@ -94,6 +94,7 @@ def run(
         "observations": list(observations),
         "epochs": result.epochs,
         "best_epoch": result.best_epoch,
+        "kept_epoch": result.kept_epoch,
         "train_seconds": round(train_seconds, 1),
         "curve": curve_path.name,
         "timestamp": datetime.datetime.now(datetime.UTC).isoformat(),

@@ -100,6 +100,7 @@ def _train_family(
             "model": model_config.to_dict(),
             "train": train_config.to_dict(),
             "best_epoch": result.best_epoch,
+            "kept_epoch": result.kept_epoch,
         },
     )
 

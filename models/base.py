@@ -80,9 +80,10 @@ class PosteriorEstimator(nn.Module):
     reparameterized: ClassVar[bool] = True
     """Whether gradients flow from draws to the parameters (false for resampling)."""
     config_class: ClassVar[type[EstimatorConfig]] = EstimatorConfig
-    select_after_min_steps: ClassVar[bool] = False
-    """Whether :func:`~sbiserve.models.fit` keeps the best weights among epochs after
-    ``min_steps`` only (true where the validation loss is blind to what is learned late)."""
+    prefer_later_epochs: ClassVar[bool] = False
+    """Whether :func:`~sbiserve.models.fit` keeps the latest epoch whose validation loss
+    is within one standard error of the best, rather than the best (true where the
+    validation loss is nearly blind to what is learned late)."""
 
     def __init__(
         self,

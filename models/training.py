@@ -51,9 +51,7 @@ class TrainConfig(Config):
             and scale are fitted) before it learns a posterior's shape; on small data
             sets that plateau spans many short epochs, and stopping there leaves a poor
             fit (sbibm, 1,000 simulations: runs stopped after 10-20 epochs scored C2ST
-            0.89-0.96, runs that went on 0.64-0.72). Families whose
-            ``select_after_min_steps`` is true (the energy flows) also keep the best
-            weights among the epochs after ``min_steps`` only.
+            0.89-0.96, runs that went on 0.64-0.72).
         clip_grad_norm: Largest gradient norm per step (0 turns clipping off).
         lr_schedule: ``plateau`` (halve on stalls), ``cosine`` (to ``max_epochs``) or
             ``constant``.
@@ -63,8 +61,11 @@ class TrainConfig(Config):
         seed: Seed of the split, the batches and the initialization.
         device: ``auto`` (cuda when available), ``cpu``, ``cuda`` or ``cuda:N``.
         max_seconds: Wall-clock budget for training (0 means none).
-        restore_best: Keep the weights of the epoch with the best validation loss (as
-            chosen above); false keeps the last epoch's weights.
+        restore_best: Keep the weights of the best epoch; false keeps the last epoch's.
+            The best epoch has the lowest validation loss, except for families whose
+            ``prefer_later_epochs`` is true (the energy flows): for them it is the latest
+            epoch whose validation loss lies within one standard error (over the
+            validation pairs) of the lowest seen so far.
     """
 
     max_epochs: int = 1000
@@ -120,6 +121,7 @@ class FitResult:
     epochs: int
     best_epoch: int
     best_val_loss: float
+    kept_epoch: int
     train_losses: list[float]
     val_losses: list[float]
     wall_time_s: float
@@ -168,16 +170,22 @@ def _split(num: int, fraction: float, generator: torch.Generator) -> tuple[Tenso
 @torch.no_grad()
 def _mean_loss(
     model: PosteriorEstimator, theta: Tensor, x: Tensor, batch_size: int, seed: int
-) -> float:
-    """Mean validation loss over a data set, with fixed noise so epochs compare fairly."""
+) -> tuple[float, float]:
+    """Mean validation loss over a data set and its standard error, with fixed noise so
+    epochs compare fairly."""
     devices = [theta.device] if theta.device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
-        total = 0.0
-        for start in range(0, theta.shape[0], batch_size):
-            stop = start + batch_size
-            total += float(model.validation_loss(theta[start:stop], x[start:stop]).sum())
-    return total / theta.shape[0]
+        losses = torch.cat(
+            [
+                model.validation_loss(
+                    theta[start : start + batch_size], x[start : start + batch_size]
+                )
+                for start in range(0, theta.shape[0], batch_size)
+            ]
+        ).double()
+    error = losses.std() / math.sqrt(losses.shape[0]) if losses.shape[0] > 1 else 0.0
+    return float(losses.mean()), float(error)
 
 
 def fit(
@@ -234,14 +242,14 @@ def fit(
     )
     evaluated: PosteriorEstimator = ema.module if ema is not None else estimator  # type: ignore[assignment]
 
-    best_val, best_epoch, best_state = math.inf, 0, copy.deepcopy(evaluated.state_dict())
+    best_val, best_error, best_epoch = math.inf, 0.0, 0
+    kept_epoch, kept_state = 0, copy.deepcopy(evaluated.state_dict())
     train_losses: list[float] = []
     val_losses: list[float] = []
     start_time = time.perf_counter()
     stopped_early = False
     num_train = theta_train.shape[0]
     epoch = steps = 0
-    was_settled = False
     for epoch in range(1, config.max_epochs + 1):
         estimator.train()
         perm = torch.randperm(num_train, generator=generator).to(device)
@@ -268,15 +276,14 @@ def fit(
         train_losses.append(total / num_train)
 
         evaluated.eval()
-        val_loss = _mean_loss(evaluated, theta_val, x_val, 4096, config.seed + 1)
+        val_loss, val_error = _mean_loss(evaluated, theta_val, x_val, 4096, config.seed + 1)
         val_losses.append(val_loss)
         settled = steps >= config.min_steps
-        if settled and not was_settled and estimator.select_after_min_steps:
-            best_val = math.inf  # look for the best weights among settled epochs only
-        was_settled = settled
-        if val_loss < best_val:
-            best_val, best_epoch = val_loss, epoch
-            best_state = copy.deepcopy(evaluated.state_dict())
+        improved = val_loss < best_val
+        if improved:
+            best_val, best_error, best_epoch = val_loss, val_error, epoch
+        if improved or (estimator.prefer_later_epochs and val_loss <= best_val + best_error):
+            kept_epoch, kept_state = epoch, copy.deepcopy(evaluated.state_dict())
         if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
             if settled:
                 scheduler.step(val_loss)
@@ -303,7 +310,7 @@ def fit(
             break
 
     if config.restore_best:
-        estimator.load_state_dict(best_state)
+        estimator.load_state_dict(kept_state)
     elif ema is not None:
         estimator.load_state_dict(evaluated.state_dict())
     estimator.eval()
@@ -311,6 +318,7 @@ def fit(
         epochs=epoch,
         best_epoch=best_epoch,
         best_val_loss=best_val,
+        kept_epoch=kept_epoch if config.restore_best else epoch,
         train_losses=train_losses,
         val_losses=val_losses,
         wall_time_s=time.perf_counter() - start_time,

@@ -58,6 +58,9 @@ def training_png(
     best = training.get("best_epoch")
     if best:
         ax.axvline(best, linestyle=":", color="black", label=f"best epoch ({best})")
+    kept = training.get("kept_epoch")
+    if kept and kept != best:
+        ax.axvline(kept, linestyle="-.", color="0.3", label=f"kept epoch ({kept})")
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss (lower is better)")
     ax.set_title(title)

@@ -353,6 +353,7 @@ class Worker:
             "best_val_loss": result.best_val_loss,
             "epochs": result.epochs,
             "best_epoch": result.best_epoch,
+            "kept_epoch": result.kept_epoch,
             "wall_time_s": result.wall_time_s,
         }
         staging, model_id = self.models.stage(estimator, metrics)
