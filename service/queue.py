@@ -124,15 +124,3 @@ def job_view(raw: dict[Any, Any]) -> dict[str, Any]:
         "started_at": number("started_at"),
         "finished_at": number("finished_at"),
     }
-
-
-def pack_reply(meta: dict[str, Any], payload: bytes = b"") -> bytes:
-    """One reply message: compact JSON, a newline, then raw ``.npy`` bytes."""
-    return json.dumps(meta, separators=(",", ":")).encode() + b"\n" + payload
-
-
-def unpack_reply(message: bytes) -> tuple[dict[str, Any], bytes]:
-    """Inverse of :func:`pack_reply`."""
-    head, _, payload = message.partition(b"\n")
-    meta: dict[str, Any] = json.loads(head)
-    return meta, payload

@@ -54,7 +54,13 @@ class Settings(BaseSettings):
 
     model_cache_size: int = Field(8, description="Trained models kept resident per worker.")
     sample_max_batch: int = Field(256, description="Requests drained into one batch.")
-    sample_wait_ms: int = Field(2, description="Extra wait to let a batch fill up.")
+    sample_wait_ms: int = Field(
+        2,
+        ge=0,
+        description="Under load only (several requests in this or the last batch): how long "
+        "a batch may keep collecting requests while they keep arriving. A lone request is "
+        "answered at once, without any wait.",
+    )
     sample_max_draws: int = Field(
         262_144,
         gt=0,

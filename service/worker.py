@@ -18,7 +18,6 @@ Trained models stay resident in an LRU cache. Redis outages are waited out.
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import logging
 import os
@@ -38,7 +37,6 @@ import torch
 from sbiserve.models import (
     BoxPrior,
     EpochInfo,
-    ManifestError,
     ModelError,
     PosteriorEstimator,
     TrainingCancelled,
@@ -49,24 +47,17 @@ from sbiserve.models import (
     split_options,
 )
 
-from .arrays import load_npy, to_npy_bytes
+from .arrays import to_npy_bytes
+from .batching import draws_of, sample_many, split_by_draws
 from .errors import ServiceError
 from .job_diagnostics import dataset_names, run_diagnostics
-from .queue import (
-    EVENTS_MAXLEN,
-    SAMPLE_GROUP,
-    TERMINAL,
-    TRAIN_GROUP,
-    Keys,
-    decode,
-    pack_reply,
-)
+from .queue import EVENTS_MAXLEN, SAMPLE_GROUP, TERMINAL, TRAIN_GROUP, Keys, decode
+from .sample_lane import Outbox, decode_request, error_reply
 from .settings import Settings
 from .stores import DatasetStore, ModelStore
 
 log = logging.getLogger("sbiserve.worker")
 REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError)
-BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 
 
 class WorkerStopping(Exception):
@@ -121,6 +112,8 @@ class Worker:
         self.stopping = threading.Event()
         self.current: tuple[str, bytes] | None = None  # (job id, stream message id)
         self._last_cancel_check = 0.0
+        self._clock_offset: float | None = None  # Redis's clock minus ours, in seconds
+        self._last_batch = 0  # requests in the last sampling batch
 
     # ------------------------------------------------------------------ running
     def run(self) -> None:
@@ -190,7 +183,8 @@ class Worker:
             # Resetting the idle time tells other workers this job is not abandoned.
             pipe.xclaim(self.keys.train, TRAIN_GROUP, self.name, 0, [current[1]], justid=True)
             pipe.hset(self.keys.job(current[0]), "heartbeat_at", now)
-        pipe.execute()
+        pipe.time()
+        self._sync_clock(pipe.execute()[-1])
         self.stopping.wait(self.settings.heartbeat_s)
 
     # ------------------------------------------------------------------ training
@@ -397,46 +391,59 @@ class Worker:
 
     # ------------------------------------------------------------------ sampling
     def _sample_once(self) -> None:
+        """Takes what waits on the sample lane (blocking while it is empty) and answers it."""
         # No group check here (hot path): a NOGROUP error makes _loop recreate the groups.
-        response = self.redis.xreadgroup(
-            SAMPLE_GROUP,
-            self.name,
-            {self.keys.sample: ">"},
-            count=self.settings.sample_max_batch,
-            block=1000,
-        )
-        if not response:
+        messages = self._read_lane(block_ms=1000, count=self.settings.sample_max_batch)
+        if not messages:
             return
-        messages = response[0][1]
-        if self.settings.sample_wait_ms > 0 and len(messages) < self.settings.sample_max_batch:
-            # Let requests arriving right now join this batch.
-            time.sleep(self.settings.sample_wait_ms / 1000)
-            more = self.redis.xreadgroup(
-                SAMPLE_GROUP,
-                self.name,
-                {self.keys.sample: ">"},
-                count=self.settings.sample_max_batch - len(messages),
-            )
-            if more:
-                messages.extend(more[0][1])
+        if len(messages) > 1 or self._last_batch > 1:
+            self._gather(messages)
+        self._last_batch = len(messages)
         ids = [message_id for message_id, _ in messages]
         try:
-            self._answer([decode_request(fields, message_id) for message_id, fields in messages])
+            requests = [decode_request(fields, message_id) for message_id, fields in messages]
+        except Exception:
+            outbox = Outbox(self.redis, self.keys)
+            outbox.acknowledge(ids)  # a malformed entry would otherwise come back forever
+            outbox.flush()
+            raise
+        self._answer(requests, ack=ids)
+
+    def _read_lane(self, block_ms: int, count: int) -> list[Any]:
+        response = self.redis.xreadgroup(
+            SAMPLE_GROUP, self.name, {self.keys.sample: ">"}, count=count, block=block_ms
+        )
+        return list(response[0][1]) if response else []
+
+    def _gather(self, messages: list[Any]) -> None:
+        """Adds requests to ``messages`` while they keep arriving, for ``sample_wait_ms``
+        at most.
+
+        Only called under load (this read or the last batch had several requests): a lone
+        request is answered at once, without any wait.
+        """
+        limit = time.monotonic() + self.settings.sample_wait_ms / 1000
+        while len(messages) < self.settings.sample_max_batch and time.monotonic() < limit:
+            more = self._read_lane(block_ms=1, count=self.settings.sample_max_batch - len(messages))
+            if not more:
+                return
+            messages.extend(more)
+
+    def _answer(self, requests: list[dict[str, Any]], ack: list[bytes] | None = None) -> None:
+        """Answers every request; whatever fails, each gets a reply (never a silent drop).
+
+        Replies, statistics and the acknowledgement of ``ack`` go out in one pipeline per
+        forward pass (one in all for the usual batch); replies already computed are sent
+        before the next forward pass starts.
+        """
+        outbox = Outbox(self.redis, self.keys)
+        try:
+            self._answer_into(outbox, requests)
         finally:
-            pipe = self.redis.pipeline()
-            pipe.xack(self.keys.sample, SAMPLE_GROUP, *ids)
-            pipe.xdel(self.keys.sample, *ids)
-            pipe.execute()
+            outbox.acknowledge(ack or [])
+            outbox.flush()
 
-    def _reply(self, request: dict[str, Any], meta: dict[str, Any], payload: bytes = b"") -> None:
-        key = self.keys.reply(request["id"])
-        pipe = self.redis.pipeline()
-        pipe.rpush(key, pack_reply(meta, payload))
-        pipe.expire(key, 60)
-        pipe.execute()
-
-    def _answer(self, requests: list[dict[str, Any]]) -> None:
-        """Answers every request; whatever fails, each gets a reply (never a silent drop)."""
+    def _answer_into(self, outbox: Outbox, requests: list[dict[str, Any]]) -> None:
         now = self._redis_now()
         groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for request in requests:
@@ -446,31 +453,37 @@ class Worker:
             try:
                 estimator = self.cache.get(model_id)
             except Exception as e:
-                self._fail(group, e)
+                self._fail(outbox, group, e)
                 continue
             sampling = [r for r in group if r["op"] == "sample"]
-            for index, part in enumerate(split_by_draws(sampling, self.settings.sample_max_draws)):
-                if index:  # a part after a long one may have waited past its deadline
-                    now = self._redis_now()
+            for part in split_by_draws(sampling, self.settings.sample_max_draws):
+                outbox.flush()  # answers ready so far leave before this forward pass
+                now = self._redis_now()  # a part after a long one may be past its deadline
                 live = [r for r in part if r["deadline"] >= now]
                 try:
                     if live:
-                        self._sample_group(estimator, live)
+                        self._sample_group(outbox, estimator, live)
                 except Exception as e:
-                    self._fail(live, e)
+                    self._fail(outbox, live, e)
             for request in group:
                 if request["op"] == "log_prob":
                     try:
-                        self._log_prob(estimator, request)
+                        self._log_prob(outbox, estimator, request)
                     except Exception as e:
-                        self._fail([request], e)
+                        self._fail(outbox, [request], e)
 
     def _redis_now(self) -> float:
-        """Redis's clock in seconds: the clock request deadlines are measured on."""
-        seconds, micros = self.redis.time()
-        return float(seconds) + float(micros) / 1e6
+        """Redis's clock in seconds (request deadlines are measured on it), from this
+        machine's clock and the offset the heartbeat measures: no round trip per batch."""
+        if self._clock_offset is None:
+            self._sync_clock(self.redis.time())
+        return time.time() + (self._clock_offset or 0.0)
 
-    def _fail(self, requests: list[dict[str, Any]], error: Exception) -> None:
+    def _sync_clock(self, redis_time: tuple[int, int]) -> None:
+        seconds, micros = redis_time
+        self._clock_offset = float(seconds) + float(micros) / 1e6 - time.time()
+
+    def _fail(self, outbox: Outbox, requests: list[dict[str, Any]], error: Exception) -> None:
         """Replies with ``error`` to each request; Redis outages propagate (no one to tell)."""
         if isinstance(error, REDIS_DOWN):
             raise error
@@ -478,110 +491,24 @@ class Worker:
         if meta["status"] >= 500:
             log.error("answering %d request(s) failed", len(requests), exc_info=error)
         for request in requests:
-            self._reply(request, meta)
+            outbox.reply(request["id"], meta)
 
-    def _sample_group(self, estimator: PosteriorEstimator, group: list[dict[str, Any]]) -> None:
+    def _sample_group(
+        self, outbox: Outbox, estimator: PosteriorEstimator, group: list[dict[str, Any]]
+    ) -> None:
         """Draws for every request of one model in shared forward passes."""
-        with torch.inference_mode():
-            x = torch.as_tensor(np.concatenate([r["x"] for r in group]), device=self.device)
-            h = estimator.context(x)
-            rows, noise, offset = [], [], 0
-            for r in group:
-                batch, num = r["x"].shape[0], r["num_samples"]
-                h_r = h[offset : offset + batch]
-                offset += batch
-                rows.append(h_r.expand(num, *h_r.shape).reshape(num * batch, -1))
-                generator = torch.Generator().manual_seed(r["seed"])
-                noise.append(estimator.draw_noise(num * batch, generator))
-            h_all, noise_all = torch.cat(rows), torch.cat(noise)
-            step = self.settings.sample_max_draws  # one request may exceed it alone
-            theta = np.concatenate(
-                [
-                    estimator.sample_from_context(h_all[i : i + step], noise_all[i : i + step])
-                    .float()
-                    .cpu()
-                    .numpy()
-                    for i in range(0, h_all.shape[0], step)
-                ]
-            )
+        draws = sample_many(estimator, group, self.settings.sample_max_draws, self.device)
         # Counted before the replies, so a client that has its answer sees it counted.
-        bucket = next((b for b in BATCH_BUCKETS if len(group) <= b), "inf")
-        pipe = self.redis.pipeline()
-        pipe.hincrby(self.keys.stats, "sample_batches", 1)
-        pipe.hincrby(self.keys.stats, "sample_requests", len(group))
-        pipe.hincrby(self.keys.stats, "sample_draws", int(theta.shape[0]))
-        pipe.hincrby(self.keys.stats, f"sample_batch_le_{bucket}", 1)
-        pipe.execute()
-        start = 0
-        for r in group:
-            count = r["num_samples"] * r["x"].shape[0]
-            draws = theta[start : start + count].reshape(r["num_samples"], r["x"].shape[0], -1)
-            start += count
-            self._reply(r, {"batch_requests": len(group), "seed": r["seed"]}, to_npy_bytes(draws))
+        outbox.count_batch(len(group), sum(draws_of(r) for r in group))
+        meta = {"batch_requests": len(group)}
+        for r, d in zip(group, draws, strict=True):
+            outbox.reply(r["id"], {**meta, "seed": r["seed"]}, to_npy_bytes(d))
 
-    def _log_prob(self, estimator: PosteriorEstimator, request: dict[str, Any]) -> None:
-        with torch.no_grad():
+    def _log_prob(
+        self, outbox: Outbox, estimator: PosteriorEstimator, request: dict[str, Any]
+    ) -> None:
+        with torch.no_grad():  # not inference_mode: an exact trace may use autograd
             theta = torch.as_tensor(request["theta"], device=self.device)
             x = torch.as_tensor(request["x"], device=self.device)
             lp = estimator.log_prob(theta, x).cpu().numpy().astype(np.float64)
-        self._reply(request, {"kind": estimator.log_prob_kind}, to_npy_bytes(lp))
-
-
-def error_reply(error: Exception) -> dict[str, Any]:
-    """The reply for a request that failed: status, code, message and field for the API.
-
-    The caller's mistakes (:class:`ModelError`) are 422s with their message; a damaged
-    model file and anything unexpected (out of device memory, a bug) are the server's.
-    """
-    if isinstance(error, ServiceError):
-        status, code, message, field = error.status, error.code, error.message, error.field
-    elif isinstance(error, ModelError) and not isinstance(error, ManifestError):
-        status, code, message, field = 422, "invalid_input", str(error), None
-    else:
-        status, code = 500, "internal_error"
-        message, field = f"the worker failed: {type(error).__name__}: {error}", None
-    return {"error": message, "status": status, "code": code, "field": field}
-
-
-def split_by_draws(requests: list[dict[str, Any]], max_draws: int) -> list[list[dict[str, Any]]]:
-    """Parts of at most ``max_draws`` draws each, smallest requests first.
-
-    Small requests go first so one huge request cannot hold many small ones behind it;
-    a request bigger than ``max_draws`` forms a part of its own.
-    """
-    parts: list[list[dict[str, Any]]] = []
-    size = 0
-    for request in sorted(requests, key=_draws):
-        if parts and size + _draws(request) <= max_draws:
-            parts[-1].append(request)
-            size += _draws(request)
-        else:
-            parts.append([request])
-            size = _draws(request)
-    return parts
-
-
-def _draws(request: dict[str, Any]) -> int:
-    return int(request["num_samples"]) * int(request["x"].shape[0])
-
-
-def decode_request(fields: dict[bytes, bytes], message_id: bytes) -> dict[str, Any]:
-    """A sampling/log-prob request from its stream entry (arrays as ``.npy`` bytes).
-
-    Its ``deadline`` is on Redis's clock: the entry id's milliseconds (when Redis took
-    the request) plus the API's time limit.
-    """
-    enqueued_s = int(message_id.split(b"-")[0]) / 1000
-    request: dict[str, Any] = {
-        "id": fields[b"id"].decode(),
-        "op": fields[b"op"].decode(),
-        "model_id": fields[b"model_id"].decode(),
-        "deadline": enqueued_s + float(fields[b"timeout_s"]),
-        "x": load_npy(io.BytesIO(fields[b"x"]), "x"),
-    }
-    if request["op"] == "sample":
-        request["num_samples"] = int(fields[b"num_samples"])
-        request["seed"] = int(fields[b"seed"])
-    else:
-        request["theta"] = load_npy(io.BytesIO(fields[b"theta"]), "theta")
-    return request
+        outbox.reply(request["id"], {"kind": estimator.log_prob_kind}, to_npy_bytes(lp))

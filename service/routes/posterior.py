@@ -19,7 +19,8 @@ from fastapi import APIRouter, Request, Response
 from ..app import AppState, StateDep, json_bytes
 from ..arrays import NPY_MEDIA_TYPE, as_matrix, from_json, load_npy, to_npy_bytes
 from ..errors import InvalidInput, NoDensity, ServiceError, Unavailable
-from ..queue import SAMPLE_LANE_MAXLEN, unpack_reply
+from ..queue import SAMPLE_LANE_MAXLEN
+from ..sample_lane import encode_request, unpack_reply
 from ..schemas import ErrorBody, LogProbRequest, LogProbResponse, SampleRequest, SampleResponse
 
 router = APIRouter(prefix="/v1/posterior", tags=["posterior"])
@@ -59,10 +60,8 @@ async def _ask_worker(state: AppState, fields: dict[str, Any]) -> tuple[dict[str
     """Puts a request on the sample lane and waits for its reply."""
     request_id = uuid.uuid4().hex
     timeout = state.settings.sample_timeout_s
-    # A time limit, not a deadline: the worker measures it from the stream entry's id
-    # (Redis's clock), so clocks that differ between machines do not matter.
-    fields = {**fields, "id": request_id, "timeout_s": timeout}
-    await state.redis.xadd(state.keys.sample, fields, maxlen=SAMPLE_LANE_MAXLEN, approximate=True)
+    entry = encode_request(request_id, timeout, fields)
+    await state.redis.xadd(state.keys.sample, entry, maxlen=SAMPLE_LANE_MAXLEN, approximate=True)
     reply = await state.redis_blocking.blpop([state.keys.reply(request_id)], timeout=timeout)
     if reply is None:
         live = await state.redis.zcount(
@@ -144,7 +143,7 @@ async def sample(body: SampleRequest, request: Request, state: StateDep) -> Any:
         return Response(to_npy_bytes(draws), media_type=NPY_MEDIA_TYPE, headers=headers)
     content = {
         "model_id": meta["model_id"],
-        "samples": draws.tolist(),
+        "samples": draws.astype(np.float64),  # written by orjson, same digits as tolist()
         "seed": seed,
         "batch_requests": reply["batch_requests"],
     }

@@ -1,5 +1,6 @@
-"""The worker's replies (batches split by draws, errors, deadlines on Redis's clock) and the
-API's error body for the unexpected, on real Redis."""
+"""The worker's replies (batches split by draws, errors, deadlines on Redis's clock, one
+pipeline per batch, no wait for a lone request) and the API's error body for the
+unexpected, on real Redis."""
 
 from __future__ import annotations
 
@@ -15,8 +16,8 @@ import redis
 
 from sbiserve.models import EnergyFlow, EnergyFlowConfig
 from sbiserve.service.arrays import load_npy, to_npy_bytes
-from sbiserve.service.queue import unpack_reply
-from sbiserve.service.worker import Worker, decode_request, split_by_draws
+from sbiserve.service.sample_lane import decode_request, unpack_reply
+from sbiserve.service.worker import Worker
 
 from .conftest import cleanup, fast_settings
 
@@ -32,15 +33,6 @@ def request(num_samples: int, num_obs: int = 1, seed: int = 0, **extra: Any) -> 
         "seed": seed,
         **extra,
     }
-
-
-def test_split_by_draws_bounds_every_part_and_puts_small_requests_first() -> None:
-    requests = [request(700), request(10), request(300, num_obs=2), request(5), request(2000)]
-    parts = split_by_draws(requests, max_draws=1000)
-    sizes = [[r["num_samples"] * r["x"].shape[0] for r in part] for part in parts]
-    assert sizes == [[5, 10, 600], [700], [2000]]  # an oversized request stands alone
-    assert sorted(id(r) for part in parts for r in part) == sorted(map(id, requests))
-    assert split_by_draws([], 10) == []
 
 
 @pytest.fixture
@@ -150,6 +142,95 @@ def test_deadlines_run_on_the_redis_clock(worker: Any) -> None:
     decoded = decode_request(stored, entry_id)
     assert abs(decoded["deadline"] - (worker._redis_now() + 30.0)) < 2.0
     assert decoded["x"].shape == (1, 2) and decoded["seed"] == 1
+
+
+def lane_entry(model_id: str, num_samples: int = 3, seed: int = 1) -> dict[str, Any]:
+    return {
+        "id": uuid.uuid4().hex,
+        "op": "sample",
+        "model_id": model_id,
+        "timeout_s": 30.0,
+        "x": to_npy_bytes(np.zeros((1, 2), dtype=np.float32)),
+        "num_samples": num_samples,
+        "seed": seed,
+    }
+
+
+def test_a_request_older_than_its_time_limit_on_the_redis_clock_is_dropped(worker: Any) -> None:
+    worker, model_id = worker
+    client = redis.Redis.from_url(worker.settings.redis_url or "")
+    seconds, _ = client.time()
+    old, fresh = lane_entry(model_id), lane_entry(model_id)
+    # Taken by Redis 60 s ago (the entry id says so) with a 30 s limit: the API gave up.
+    client.xadd(worker.keys.sample, old, id=f"{(int(seconds) - 60) * 1000}-0")
+    client.xadd(worker.keys.sample, fresh)
+    worker._ensure_groups()
+    worker._sample_once()
+    assert client.llen(worker.keys.reply(old["id"])) == 0
+    assert replies(worker, [{"id": fresh["id"]}])[0].shape == (3, 1, 2)
+    assert client.xlen(worker.keys.sample) == 0  # both acknowledged and deleted
+
+
+def test_a_batch_is_answered_and_acknowledged_in_one_pipeline(
+    worker: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    worker, model_id = worker
+    client = redis.Redis.from_url(worker.settings.redis_url or "")
+    entries = [lane_entry(model_id, seed=i) for i in range(3)]
+    for entry in entries:
+        client.xadd(worker.keys.sample, entry)
+    worker._ensure_groups()
+    worker._redis_now()  # the clock offset, measured once (the heartbeat refreshes it)
+    executed: list[int] = []
+    original = redis.client.Pipeline.execute
+
+    def counted(self: Any, *args: Any, **kwargs: Any) -> Any:
+        executed.append(len(self.command_stack))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(redis.client.Pipeline, "execute", counted)
+    worker._sample_once()
+    assert executed == [4 + 2 * 3 + 2]  # stats, a reply and its expiry each, XACK + XDEL
+    draws = replies(worker, [{"id": e["id"]} for e in entries])
+    assert [d.shape for d in draws] == [(3, 1, 2)] * 3
+    assert client.xlen(worker.keys.sample) == 0
+    stats = client.hgetall(worker.keys.stats)
+    assert (stats[b"sample_batches"], stats[b"sample_requests"]) == (b"1", b"3")
+    assert stats[b"sample_batch_le_4"] == b"1"
+
+
+def test_a_lone_request_is_answered_without_waiting_for_more(
+    worker: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    worker, model_id = worker
+    client = redis.Redis.from_url(worker.settings.redis_url or "")
+    entry = lane_entry(model_id)
+    client.xadd(worker.keys.sample, entry)
+    worker._ensure_groups()
+
+    def no_wait(messages: Any) -> None:
+        raise AssertionError("a lone request waited for others")
+
+    monkeypatch.setattr(worker, "_gather", no_wait)
+    worker._sample_once()
+    assert replies(worker, [{"id": entry["id"]}])[0].shape == (3, 1, 2)
+
+
+def test_under_load_a_batch_takes_requests_that_arrive_meanwhile(worker: Any) -> None:
+    worker, model_id = worker
+    worker.settings.sample_wait_ms = 5_000  # a bound, not a sleep: it ends when none arrive
+    client = redis.Redis.from_url(worker.settings.redis_url or "")
+    worker._ensure_groups()
+    first = [lane_entry(model_id, seed=i) for i in range(2)]
+    for entry in first:
+        client.xadd(worker.keys.sample, entry)
+    messages = worker._read_lane(block_ms=1000, count=10)
+    late = lane_entry(model_id, seed=9)
+    client.xadd(worker.keys.sample, late)
+    start = time.monotonic()
+    worker._gather(messages)
+    assert len(messages) == 3
+    assert time.monotonic() - start < 2.0  # stopped once nothing more arrived
 
 
 def test_an_unexpected_error_is_a_json_500(tmp_path: Path) -> None:
