@@ -235,8 +235,9 @@ class EnergyFlow(PosteriorEstimator):
     def _block_scores(self, u: Tensor, h: Tensor, weighted: bool, penalty: float) -> Tensor:
         """Energy scores of ``m`` draws per pair ``(N,)``, summed over blocks.
 
-        With ``penalty > 0`` the mean squared distance of the unfolded draws from the
-        prior box, times ``penalty``, is added (zero unless ``bounded_map="fold"``).
+        With ``penalty > 0`` the mean squared distance by which the unfolded draws go
+        past one reflection of the prior box, times ``penalty``, is added (zero unless
+        ``bounded_map="fold"``).
         """
         # Teacher forcing: every block is drawn given the true earlier blocks, so all
         # blocks train in one pass; the per-block energy scores are summed (SAEF, eq. 8).
