@@ -229,6 +229,16 @@ def check_finite(array: np.ndarray, field: str, what: str = "NaN/inf value(s)") 
         )
 
 
+def npy_header(shape: tuple[int, ...], descr: str) -> bytes:
+    """The ``.npy`` (version 1.0) header of a C-ordered array: followed by the array's raw
+    bytes, it is the file ``np.save`` writes, without copying the data through numpy."""
+    text = f"{{'descr': '{descr}', 'fortran_order': False, 'shape': {tuple(shape)!r}, }}"
+    # Magic (6), version (2), length (2), then the text padded to a multiple of 64 bytes.
+    padded = len(text) + 1 + (-(10 + len(text) + 1) % 64)
+    header = text.ljust(padded - 1) + "\n"
+    return NPY_MAGIC + b"\x01\x00" + len(header).to_bytes(2, "little") + header.encode("latin1")
+
+
 def to_npy_bytes(array: np.ndarray) -> bytes:
     """Serializes an array as ``.npy`` bytes."""
     buffer = io.BytesIO()

@@ -14,11 +14,12 @@ from __future__ import annotations
 import io
 from typing import Any
 
+import numpy as np
 import orjson
 
 from sbiserve.models import ManifestError, ModelError
 
-from .arrays import load_npy
+from .arrays import load_npy, npy_header
 from .errors import ServiceError
 from .queue import SAMPLE_GROUP, Keys
 
@@ -68,6 +69,23 @@ def unpack_reply(message: bytes) -> tuple[dict[str, Any], bytes]:
     head, _, payload = message.partition(b"\n")
     meta: dict[str, Any] = orjson.loads(head)
     return meta, payload
+
+
+def encode_array(array: np.ndarray) -> tuple[dict[str, Any], bytes]:
+    """An answer's array: its shape and dtype for the reply's JSON, and its ``.npy`` bytes."""
+    array = np.ascontiguousarray(array)
+    meta = {"shape": list(array.shape), "dtype": array.dtype.str}
+    return meta, npy_header(array.shape, array.dtype.str) + array.tobytes()
+
+
+def decode_array(meta: dict[str, Any], payload: bytes) -> np.ndarray:
+    """The array of a reply, read in place from the worker's own ``.npy`` bytes (only the
+    header's length is parsed: shape and dtype come with the reply)."""
+    if "shape" not in meta:  # a worker from before shapes came with replies
+        return load_npy(io.BytesIO(payload), "reply")
+    start = 10 + int.from_bytes(payload[8:10], "little")
+    array = np.frombuffer(payload, dtype=np.dtype(meta["dtype"]), offset=start)
+    return array.reshape(meta["shape"])
 
 
 def error_reply(error: Exception) -> dict[str, Any]:

@@ -47,12 +47,11 @@ from sbiserve.models import (
     split_options,
 )
 
-from .arrays import to_npy_bytes
 from .batching import draws_of, sample_many, split_by_draws
 from .errors import ServiceError
 from .job_diagnostics import dataset_names, run_diagnostics
 from .queue import EVENTS_MAXLEN, SAMPLE_GROUP, TERMINAL, TRAIN_GROUP, Keys, decode
-from .sample_lane import Outbox, decode_request, error_reply
+from .sample_lane import Outbox, decode_request, encode_array, error_reply
 from .settings import Settings
 from .stores import DatasetStore, ModelStore
 
@@ -500,9 +499,10 @@ class Worker:
         draws = sample_many(estimator, group, self.settings.sample_max_draws, self.device)
         # Counted before the replies, so a client that has its answer sees it counted.
         outbox.count_batch(len(group), sum(draws_of(r) for r in group))
-        meta = {"batch_requests": len(group)}
         for r, d in zip(group, draws, strict=True):
-            outbox.reply(r["id"], {**meta, "seed": r["seed"]}, to_npy_bytes(d))
+            array, payload = encode_array(d)
+            meta = {"batch_requests": len(group), "seed": r["seed"], **array}
+            outbox.reply(r["id"], meta, payload)
 
     def _log_prob(
         self, outbox: Outbox, estimator: PosteriorEstimator, request: dict[str, Any]
@@ -511,4 +511,5 @@ class Worker:
             theta = torch.as_tensor(request["theta"], device=self.device)
             x = torch.as_tensor(request["x"], device=self.device)
             lp = estimator.log_prob(theta, x).cpu().numpy().astype(np.float64)
-        outbox.reply(request["id"], {"kind": estimator.log_prob_kind}, to_npy_bytes(lp))
+        shape, payload = encode_array(lp)
+        outbox.reply(request["id"], {"kind": estimator.log_prob_kind, **shape}, payload)

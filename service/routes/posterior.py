@@ -7,7 +7,6 @@ the same model are drawn in one forward pass by the worker.
 
 from __future__ import annotations
 
-import io
 import secrets
 import time
 import uuid
@@ -17,10 +16,10 @@ import numpy as np
 from fastapi import APIRouter, Request, Response
 
 from ..app import AppState, StateDep, json_bytes
-from ..arrays import NPY_MEDIA_TYPE, as_matrix, from_json, load_npy, to_npy_bytes
+from ..arrays import NPY_MEDIA_TYPE, as_matrix, from_json, npy_header, to_npy_bytes
 from ..errors import InvalidInput, NoDensity, ServiceError, Unavailable
 from ..queue import SAMPLE_LANE_MAXLEN
-from ..sample_lane import encode_request, unpack_reply
+from ..sample_lane import decode_array, encode_request, unpack_reply
 from ..schemas import ErrorBody, LogProbRequest, LogProbResponse, SampleRequest, SampleResponse
 
 router = APIRouter(prefix="/v1/posterior", tags=["posterior"])
@@ -131,7 +130,7 @@ async def sample(body: SampleRequest, request: Request, state: StateDep) -> Any:
             "seed": seed,
         },
     )
-    draws = load_npy(io.BytesIO(payload), "samples")
+    draws = decode_array(reply, payload)
     if single:
         draws = draws[:, 0]
     headers = {
@@ -140,7 +139,8 @@ async def sample(body: SampleRequest, request: Request, state: StateDep) -> Any:
         "X-Sbiserve-Batch-Requests": str(reply["batch_requests"]),
     }
     if _wants_npy(request):
-        return Response(to_npy_bytes(draws), media_type=NPY_MEDIA_TYPE, headers=headers)
+        npy = npy_header(draws.shape, draws.dtype.str) + draws.tobytes()
+        return Response(npy, media_type=NPY_MEDIA_TYPE, headers=headers)
     content = {
         "model_id": meta["model_id"],
         "samples": draws.astype(np.float64),  # written by orjson, same digits as tolist()
@@ -188,5 +188,5 @@ async def log_prob(body: LogProbRequest, state: StateDep) -> Any:
             "theta": to_npy_bytes(theta),
         },
     )
-    values = load_npy(io.BytesIO(payload), "log_prob")
+    values = decode_array(reply, payload)
     return {"model_id": meta["model_id"], "log_prob": values.tolist(), "kind": reply["kind"]}

@@ -16,7 +16,7 @@ import redis
 
 from sbiserve.models import EnergyFlow, EnergyFlowConfig
 from sbiserve.service.arrays import load_npy, to_npy_bytes
-from sbiserve.service.sample_lane import decode_request, unpack_reply
+from sbiserve.service.sample_lane import decode_array, decode_request, unpack_reply
 from sbiserve.service.worker import Worker
 
 from .conftest import cleanup, fast_settings
@@ -60,7 +60,8 @@ def replies(worker: Worker, requests: list[dict[str, Any]]) -> list[np.ndarray]:
     for r in requests:
         meta, payload = pop_reply(worker, r)
         assert "error" not in meta, meta
-        out.append(load_npy(io.BytesIO(payload), "draws"))
+        out.append(decode_array(meta, payload))
+        assert np.array_equal(out[-1], load_npy(io.BytesIO(payload), "draws"))  # a real .npy
     return out
 
 
