@@ -1,44 +1,54 @@
-"""Latency and throughput of ``POST /v1/posterior/sample``, beside in-process sampling.
+"""Latency and throughput of ``POST /v1/posterior/sample`` as deployed, beside in-process
+sampling of the same model.
 
-One run: start a private service on this machine (its own Redis, one worker, the API on
-loopback), train one energy flow (default network; quality is irrelevant here), then for
-each number of draws (1, 100, 10,000) and each number of concurrent clients (1, 64):
-send requests with bounded concurrency and record p50/p99 latency and requests/s, for
-JSON and for ``.npy`` answers. The same model loaded in this process and sampled with
-``estimator.sample`` gives the in-process reference.
+One run starts ``sbiserve serve`` in its own process (its private Redis and one worker
+are its children; one torch thread), trains one energy flow (default network; quality is
+irrelevant here), then for each number of draws and of concurrent clients sends requests
+from a separate load-generator process (:mod:`bench.http_load`: raw keep-alive
+connections, a cost per request that does not grow with them) and records p50/p99
+latency, requests/s, failures, the client's and the server's CPU time per request (the
+server: ``serve``, its worker and its Redis) and the requests per forward pass the
+worker reported in ``/metrics``. The same model loaded in this process in its serving
+form (:func:`sbiserve.models.prepare_for_serving`, under ``inference_mode``) gives the
+in-process reference.
 
-    python -m bench.service_latency --out docs/bench
-    python -m bench.service_latency --draws 10000 --clients 64 --formats npy --out /tmp/big
+    python -m bench.service_latency --label after
+    python -m bench.service_latency --draws 1 --clients 64 --formats json --out /tmp/x
+    python -m bench.service_latency --server-pythonpath /tmp/old/site --label before
     python -m bench.service_latency --smoke --out /tmp/latency   # seconds
 
-The worker's settings come from the environment as usual (``SBISERVE_SAMPLE_MAX_DRAWS``
-...), and each row records ``sample_max_draws``.
+Rows go to ``<out>/service_latency-<label>.jsonl`` and a table to ``...md``. Grid points
+with more than ``--max-concurrent-draws`` draws in flight (e.g. 64 clients x 10,000) are
+left out.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
+import os
+import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 import httpx
 import numpy as np
+import psutil
 import torch
 
-from sbiserve.models import load_estimator
-from sbiserve.service.settings import Settings
+from sbiserve.models import load_estimator, prepare_for_serving
+from sbiserve.service.embedded_redis import free_port
 from sbiserve.service.simulators import two_moons_prior, two_moons_simulator
-from sbiserve.service.stack import LocalStack
 
 from .provenance import environment
 
-# Longer than the service default (30 s): 64 clients asking 10,000 draws each is ~640k
-# draws in one batch, which a CPU worker needs longer for. Failures are counted, not hidden.
+REPO = Path(__file__).resolve().parent.parent
+# Longer than the service default (30 s), so slow rounds count as slow, not as failed.
 SAMPLE_TIMEOUT_S = 120.0
 
 
@@ -50,10 +60,83 @@ class LatencySettings:
     formats: tuple[str, ...]
     out: Path
     max_epochs: int
+    label: str = "after"
+    server_pythonpath: str | None = None
+    max_concurrent_draws: int = 100_000
+
+
+class Server:
+    """``sbiserve serve`` in a process of its own, on a free port, with a fresh data dir."""
+
+    def __init__(self, data_dir: Path, pythonpath: str | None = None) -> None:
+        self.data_dir = data_dir
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+        env.update(
+            OMP_NUM_THREADS="1",
+            SBISERVE_TORCH_THREADS="1",
+            SBISERVE_DEVICE="cpu",
+            SBISERVE_SAMPLE_TIMEOUT_S=str(SAMPLE_TIMEOUT_S),
+        )
+        if pythonpath:
+            env["PYTHONPATH"] = pythonpath
+        self.env = env
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> Server:
+        command = [sys.executable, "-m", "sbiserve.service.cli", "serve"]
+        command += ["--port", str(self.port), "--data-dir", str(self.data_dir)]
+        with open(self.data_dir / "serve.log", "wb") as log:
+            self.process = subprocess.Popen(command, env=self.env, stdout=log, stderr=log)
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"serve exited; see {self.data_dir / 'serve.log'}")
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
+        raise RuntimeError("serve did not become ready within 180 s")
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=60)
+
+    def cpu_s(self) -> float:
+        """CPU seconds used so far by ``serve`` and its children (worker, Redis)."""
+        assert self.process is not None
+        root = psutil.Process(self.process.pid)
+        total = 0.0
+        for process in [root, *root.children(recursive=True)]:
+            try:
+                times = process.cpu_times()
+            except psutil.NoSuchProcess:
+                continue
+            total += times.user + times.system
+        return total
+
+    def batch_counts(self) -> tuple[float, float]:
+        """(forward passes, requests served) from ``/metrics``."""
+        text = httpx.get(f"{self.url}/metrics", timeout=10).text
+        values = {}
+        for line in text.splitlines():
+            name, _, value = line.partition(" ")
+            if name in ("sbiserve_sample_batches_total", "sbiserve_sample_requests_total"):
+                values[name] = float(value)
+        batches = values.get("sbiserve_sample_batches_total", 0.0)
+        return batches, values.get("sbiserve_sample_requests_total", 0.0)
 
 
 def percentiles(seconds: list[float]) -> dict[str, float]:
-    """p50, p99 and mean in milliseconds."""
+    """p50, p99 and mean in milliseconds (NaN when nothing succeeded)."""
+    if not seconds:
+        return {"p50_ms": float("nan"), "p99_ms": float("nan"), "mean_ms": float("nan")}
     values = np.asarray(seconds) * 1000
     return {
         "p50_ms": float(np.percentile(values, 50)),
@@ -62,46 +145,38 @@ def percentiles(seconds: list[float]) -> dict[str, float]:
     }
 
 
-async def http_round(
-    url: str, model_id: str, draws: int, concurrency: int, requests: int, fmt: str
+def http_round(
+    server: Server, model_id: str, draws: int, concurrency: int, requests: int, fmt: str
 ) -> dict[str, Any]:
-    """``requests`` sampling calls, at most ``concurrency`` in flight."""
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    headers = {"Accept": "application/x-npy"} if fmt == "npy" else {}
-    latencies: list[float] = []
-    failures: list[int] = []
-    semaphore = asyncio.Semaphore(concurrency)
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=120) as client:
-
-        async def one(i: int) -> None:
-            body = {"model": model_id, "x": [0.0, 0.1 * (i % 7)], "num_samples": draws, "seed": i}
-            async with semaphore:
-                start = time.perf_counter()
-                response = await client.post("/v1/posterior/sample", json=body, headers=headers)
-                elapsed = time.perf_counter() - start
-            if response.status_code == 200:
-                latencies.append(elapsed)
-            else:
-                failures.append(response.status_code)
-
-        await asyncio.gather(*(one(i) for i in range(min(concurrency, 4))))  # warm-up
-        latencies.clear()
-        failures.clear()
-        start = time.perf_counter()
-        await asyncio.gather(*(one(i) for i in range(requests)))
-        wall = time.perf_counter() - start
+    """``requests`` sampling calls from ``concurrency`` connections of a separate process."""
+    batches0, served0 = server.batch_counts()
+    cpu0 = server.cpu_s()
+    command = [sys.executable, "-m", "bench.http_load", "--url", server.url, "--model", model_id]
+    command += ["--draws", str(draws), "--connections", str(concurrency)]
+    command += ["--requests", str(requests), "--format", fmt]
+    done = subprocess.run(command, cwd=REPO, capture_output=True, check=True)
+    server_cpu = server.cpu_s() - cpu0
+    batches1, served1 = server.batch_counts()
+    load = json.loads(done.stdout)
+    sent = requests + load["warm_requests"]
     return {
-        **percentiles(latencies),
-        "requests_per_s": requests / wall,
-        "draws_per_s": requests * draws / wall,
+        **percentiles(load["latencies"]),
+        "requests_per_s": sent / load["wall_s"],
+        "draws_per_s": sent * draws / load["wall_s"],
+        "failed": len(load["failures"]),
+        "failed_statuses": sorted(set(load["failures"])),
+        "client_cpu_ms_per_request": 1000 * load["client_cpu_s"] / sent,
+        "server_cpu_ms_per_request": 1000 * server_cpu / sent,
+        "requests_per_batch": (served1 - served0) / max(batches1 - batches0, 1),
+        "batches": batches1 - batches0,
     }
 
 
 def in_process_round(estimator: Any, draws: int, requests: int) -> dict[str, Any]:
-    """The same sampling, called directly on the loaded estimator."""
+    """The same sampling, called directly on the model in its serving form."""
     x = torch.tensor([0.0, 0.1])
     latencies = []
-    with torch.no_grad():
+    with torch.inference_mode():
         estimator.sample((draws,), x)
         start_all = time.perf_counter()
         for i in range(requests):
@@ -113,6 +188,7 @@ def in_process_round(estimator: Any, draws: int, requests: int) -> dict[str, Any
         **percentiles(latencies),
         "requests_per_s": requests / wall,
         "draws_per_s": requests * draws / wall,
+        "failed": 0,
     }
 
 
@@ -142,91 +218,88 @@ def train_model(url: str, max_epochs: int) -> str:
 def run(settings: LatencySettings) -> list[dict[str, Any]]:
     """Runs every configuration; writes JSON lines and a markdown table to ``out``."""
     settings.out.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(1)  # as the worker
     rows: list[dict[str, Any]] = []
-    env = environment(torch.device("cpu"))
-    with tempfile.TemporaryDirectory() as data_dir:
-        service = Settings(
-            redis_url=None,
-            data_dir=Path(data_dir),
-            port=0,
-            sample_wait_ms=2,
-            sample_timeout_s=SAMPLE_TIMEOUT_S,
-        )
-        with LocalStack(service) as stack:
-            model_id = train_model(stack.url, settings.max_epochs)
-            estimator = load_estimator(Path(data_dir) / "models" / model_id)
-            worker_device = httpx.get(f"{stack.url}/v1/models/{model_id}").json()["training"][
-                "device"
-            ]
-            for draws in settings.draws:
-                base = {
-                    **env,
-                    "draws": draws,
-                    "device": worker_device,
-                    "sample_max_draws": service.sample_max_draws,
+    env = {**environment(torch.device("cpu")), "label": settings.label}
+    with (
+        tempfile.TemporaryDirectory() as data_dir,
+        Server(Path(data_dir), settings.server_pythonpath) as server,
+    ):
+        model_id = train_model(server.url, settings.max_epochs)
+        estimator = prepare_for_serving(load_estimator(Path(data_dir) / "models" / model_id))
+        for draws in settings.draws:
+            base = {**env, "draws": draws, "device": "cpu", "load_before": os.getloadavg()[0]}
+            rows.append(
+                {
+                    **base,
+                    "mode": "in-process",
+                    "concurrency": 1,
+                    "format": "-",
+                    **in_process_round(estimator, draws, settings.requests),
                 }
-                rows.append(
-                    {
-                        **base,
-                        "mode": "in-process",
-                        "concurrency": 1,
-                        "format": "-",
-                        **in_process_round(estimator, draws, settings.requests),
-                    }
-                )
-                for concurrency in settings.concurrency:
-                    for fmt in settings.formats:
-                        requests = max(settings.requests, concurrency)
-                        result = asyncio.run(
-                            http_round(stack.url, model_id, draws, concurrency, requests, fmt)
-                        )
-                        rows.append(
-                            {
-                                **base,
-                                "mode": "http",
-                                "concurrency": concurrency,
-                                "format": fmt,
-                                **result,
-                            }
-                        )
-                        print(f"draws={draws} c={concurrency} {fmt}: {result}", flush=True)
-    with open(settings.out / "service_latency.jsonl", "w") as f:
+            )
+            for concurrency in settings.concurrency:
+                if draws * concurrency > settings.max_concurrent_draws and concurrency > 1:
+                    continue
+                requests = max(settings.requests, 20 * concurrency)
+                for fmt in settings.formats:
+                    result = http_round(server, model_id, draws, concurrency, requests, fmt)
+                    row = {**base, "mode": "http", "concurrency": concurrency, "format": fmt}
+                    rows.append({**row, **result})
+                    print(f"draws={draws} c={concurrency} {fmt}: {result}", flush=True)
+    name = f"service_latency-{settings.label}"
+    with open(settings.out / f"{name}.jsonl", "w") as f:
         for row in rows:
             f.write(json.dumps(row) + "\n")
-    (settings.out / "service_latency.md").write_text("\n".join(table(rows)) + "\n")
+    (settings.out / f"{name}.md").write_text("\n".join(table(rows)) + "\n")
     return rows
 
 
 def table(rows: list[dict[str, Any]]) -> list[str]:
     """Markdown table of the rows."""
     lines = [
-        "| draws | mode | clients | format | p50 ms | p99 ms | requests/s | draws/s | failed |",
-        "|---:|---|---:|---|---:|---:|---:|---:|---:|",
+        "| draws | mode | clients | format | p50 ms | p99 ms | requests/s | failed "
+        "| requests/batch | client CPU ms/req | server CPU ms/req |",
+        "|---:|---|---:|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
+        http = r["mode"] == "http"
         lines.append(
             f"| {r['draws']:,} | {r['mode']} | {r['concurrency']} | {r['format']} | "
             f"{r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['requests_per_s']:.0f} | "
-            f"{r['draws_per_s']:,.0f} | {len(r.get('failed', []))} |"
+            f"{r['failed']} | "
+            + (
+                f"{r['requests_per_batch']:.1f} | {r['client_cpu_ms_per_request']:.2f} | "
+                f"{r['server_cpu_ms_per_request']:.2f} |"
+                if http
+                else "- | - | - |"
+            )
         )
     return lines
 
 
 def parse_args(argv: list[str] | None = None) -> LatencySettings:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=Path("docs/bench"))
+    parser.add_argument("--out", type=Path, default=Path("docs/bench/serving"))
+    parser.add_argument("--label", default="after", help="names the output files")
     parser.add_argument("--requests", type=int, default=200, help="requests per configuration")
     parser.add_argument("--max-epochs", type=int, default=3)
-    parser.add_argument("--draws", type=_ints, default=(1, 100, 10_000), help="e.g. 1,100")
+    parser.add_argument("--draws", type=_ints, default=(1, 10_000), help="e.g. 1,100")
     parser.add_argument("--clients", type=_ints, default=(1, 64), help="concurrent clients")
     parser.add_argument("--formats", type=_names, default=("json", "npy"), help="json,npy")
+    parser.add_argument("--max-concurrent-draws", type=int, default=100_000)
+    parser.add_argument(
+        "--server-pythonpath",
+        help="PYTHONPATH for the server only: measure another checkout (e.g. the code "
+        "before a change) with the same load generator",
+    )
     parser.add_argument("--smoke", action="store_true", help="tiny run, for the tests")
     args = parser.parse_args(argv)
-    if args.smoke:
-        return LatencySettings((1, 100), (1, 4), 8, ("json", "npy"), args.out, 1)
     unknown = set(args.formats) - {"json", "npy"}
     if unknown:
         parser.error(f"unknown format(s) {sorted(unknown)}; use json and/or npy")
+    if args.smoke:
+        return LatencySettings((1, 100), (1, 4), 8, ("json", "npy"), args.out, 1, args.label)
     return LatencySettings(
         tuple(args.draws),
         tuple(args.clients),
@@ -234,6 +307,9 @@ def parse_args(argv: list[str] | None = None) -> LatencySettings:
         tuple(args.formats),
         args.out,
         args.max_epochs,
+        args.label,
+        args.server_pythonpath,
+        args.max_concurrent_draws,
     )
 
 

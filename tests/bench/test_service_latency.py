@@ -1,4 +1,5 @@
-"""The service-latency benchmark runs end to end in its smoke mode."""
+"""The service-latency benchmark runs end to end in its smoke mode: the server and the
+load generator in processes of their own, CPU time and batching recorded."""
 
 from __future__ import annotations
 
@@ -9,14 +10,16 @@ from bench.service_latency import main
 
 
 def test_service_latency_smoke(tmp_path: Path) -> None:
-    main(["--smoke", "--out", str(tmp_path)])
-    rows = [
-        json.loads(line) for line in (tmp_path / "service_latency.jsonl").read_text().splitlines()
-    ]
+    main(["--smoke", "--out", str(tmp_path), "--label", "smoke"])
+    lines = (tmp_path / "service_latency-smoke.jsonl").read_text().splitlines()
+    rows = [json.loads(line) for line in lines]
     modes = {(r["mode"], r["draws"], r["concurrency"], r["format"]) for r in rows}
     assert ("in-process", 100, 1, "-") in modes and ("http", 100, 4, "npy") in modes
     assert len(rows) == 2 * (1 + 2 * 2)
     for row in rows:
         assert 0 < row["p50_ms"] <= row["p99_ms"] and row["requests_per_s"] > 0
-        assert row["device"] and row["versions"]["sbiserve"]
-    assert "| draws | mode |" in (tmp_path / "service_latency.md").read_text()
+        assert row["failed"] == 0 and row["device"] and row["versions"]["sbiserve"]
+    for row in (r for r in rows if r["mode"] == "http"):
+        assert row["client_cpu_ms_per_request"] > 0 and row["server_cpu_ms_per_request"] > 0
+        assert row["batches"] > 0 and row["requests_per_batch"] >= 1
+    assert "| draws | mode |" in (tmp_path / "service_latency-smoke.md").read_text()
