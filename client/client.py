@@ -29,7 +29,7 @@ import numpy as np
 from sbiserve import __version__
 
 from .arrays import as_rows, check_finite, is_tensor, to_numpy, to_torch
-from .errors import InvalidInputError, NoDensityError
+from .errors import InvalidInputError, NoDensityError, SbiserveError
 from .npy_stream import NpyStream
 from .plots import fetch_plot, save_or_show
 from .transport import RetryPolicy, Transport
@@ -37,6 +37,20 @@ from .waiting import wait_for_job
 
 NPY_MEDIA_TYPE = "application/x-npy"
 DEFAULT_URL = "http://127.0.0.1:8000"
+# The client's caps and the names the server publishes them under (GET /v1/limits), and
+# the server's defaults, assumed when a server does not publish them.
+SERVER_CAPS = {
+    "max_observations": "max_observations",
+    "max_draws": "max_total_draws",
+    "max_num_samples": "max_num_samples",
+    "max_request_bytes": "max_request_bytes",
+}
+SERVER_DEFAULT_CAPS = {
+    "max_observations": 1_000,
+    "max_draws": 2_000_000,
+    "max_num_samples": 100_000,
+    "max_request_bytes": 16 * 2**20,
+}
 
 
 class Client:
@@ -65,8 +79,9 @@ class Client:
 
     The four caps must not exceed the server's (``SBISERVE_MAX_OBSERVATIONS``,
     ``SBISERVE_MAX_TOTAL_DRAWS``, ``SBISERVE_MAX_NUM_SAMPLES``,
-    ``SBISERVE_MAX_REQUEST_BYTES``); their defaults are the server's defaults. The server
-    does not publish its caps, so lower them here when the service is configured lower.
+    ``SBISERVE_MAX_REQUEST_BYTES``). Those not given are read from the server
+    (``GET /v1/limits``) the first time one is needed; a server that does not publish
+    them (an older version) is taken to have the default caps.
     """
 
     def __init__(
@@ -77,10 +92,10 @@ class Client:
         retries: int | RetryPolicy = 4,
         *,
         json_max_values: int = 100_000,
-        max_observations: int = 1_000,
-        max_draws: int = 2_000_000,
-        max_num_samples: int = 100_000,
-        max_request_bytes: int = 16 * 2**20,
+        max_observations: int | None = None,
+        max_draws: int | None = None,
+        max_num_samples: int | None = None,
+        max_request_bytes: int | None = None,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.base_url = (base_url or os.environ.get("SBISERVE_URL") or DEFAULT_URL).rstrip("/")
@@ -96,13 +111,55 @@ class Client:
         )
         self.transport = Transport(http, policy)
         self.json_max_values = json_max_values
-        self.max_observations = max_observations
-        self.max_draws = max_draws
-        self.max_num_samples = max_num_samples
-        self.max_request_bytes = max_request_bytes
-        for cap in ("max_observations", "max_draws", "max_num_samples", "max_request_bytes"):
-            if getattr(self, cap) < 1:
-                raise ValueError(f"{cap} must be at least 1, got {getattr(self, cap)}")
+        given = {
+            "max_observations": max_observations,
+            "max_draws": max_draws,
+            "max_num_samples": max_num_samples,
+            "max_request_bytes": max_request_bytes,
+        }
+        for cap, value in given.items():
+            if value is not None and value < 1:
+                raise ValueError(f"{cap} must be at least 1, got {value}")
+        self._caps = {cap: value for cap, value in given.items() if value is not None}
+
+    @property
+    def max_observations(self) -> int:
+        """Most observations per sampling request."""
+        return self._cap("max_observations")
+
+    @property
+    def max_draws(self) -> int:
+        """Most ``num_samples x observations`` per sampling request, ``theta`` rows per
+        ``log_prob`` request."""
+        return self._cap("max_draws")
+
+    @property
+    def max_num_samples(self) -> int:
+        """Most ``num_samples`` per sampling request."""
+        return self._cap("max_num_samples")
+
+    @property
+    def max_request_bytes(self) -> int:
+        """Largest JSON request body."""
+        return self._cap("max_request_bytes")
+
+    def _cap(self, name: str) -> int:
+        if name not in self._caps:
+            published = self._published_limits()
+            for cap, server_name in SERVER_CAPS.items():
+                value = published.get(server_name)
+                default = SERVER_DEFAULT_CAPS[cap]
+                ok = isinstance(value, int) and value >= 1
+                self._caps.setdefault(cap, value if ok else default)  # type: ignore[arg-type]
+        return self._caps[name]
+
+    def _published_limits(self) -> dict[str, Any]:
+        """The server's caps (``GET /v1/limits``), or ``{}`` when it does not say."""
+        try:
+            answer = self._json("GET", "/v1/limits")
+        except (SbiserveError, httpx.HTTPError, ValueError):
+            return {}
+        return answer if isinstance(answer, dict) else {}
 
     def __repr__(self) -> str:
         return f"Client({self.base_url!r})"

@@ -14,12 +14,10 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Any
 
-import orjson
 import redis.asyncio as aioredis
-from fastapi import Depends, FastAPI, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from redis.asyncio.retry import Retry
@@ -32,42 +30,16 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from sbiserve import __version__
 from sbiserve.models import ModelError
 
-from .errors import PayloadTooLarge, ServiceError, Unauthorized, redact
+from .errors import PayloadTooLarge, ServiceError, Unauthorized, error_field, redact
 from .metrics import Metrics
 from .queue import Keys
 from .schemas import ErrorBody
 from .settings import Settings, get_settings
+from .state import AppState, StateDep, get_state  # noqa: F401  (the last two re-exported)
 from .stores import DatasetStore, ModelStore
 
 # /ui serves only the dashboard's static files; its data requests carry the key.
 OPEN_PATHS = ("/livez", "/readyz", "/metrics", "/docs", "/openapi.json", "/redoc", "/ui")
-
-
-@dataclass
-class AppState:
-    """What every route needs."""
-
-    settings: Settings
-    # aioredis.Redis clients returning bytes (their response unions defeat mypy): ``redis``
-    # gives up after ``redis_timeout_s``; ``redis_blocking`` only serves blocking reads
-    # (the wait for a sampling reply, live job events), which may take longer.
-    redis: Any
-    redis_blocking: Any
-    keys: Keys
-    datasets: DatasetStore
-    models: ModelStore
-    metrics: Metrics
-    model_meta: dict[str, dict[str, Any]]  # model id -> metadata, cached (ids are immutable)
-
-
-async def get_state(request: Request) -> AppState:
-    """The app's state; ``async`` so FastAPI calls it on the event loop (a plain ``def``
-    dependency costs a hop to the thread pool on every request)."""
-    state: AppState = request.app.state.sbiserve
-    return state
-
-
-StateDep = Annotated[AppState, Depends(get_state)]
 
 
 log = logging.getLogger("sbiserve.api")
@@ -82,23 +54,7 @@ COMMON_ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-FIELD_NAME = re.compile(r"[A-Za-z_][\w-]*")
 HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
-
-
-def error_field(loc: Any) -> str | None:
-    """The field a validation error's location names: ``theta.3.1``, not ``body.theta...``.
-
-    Where the body, query or path starts and which member of a union (``list[float]``)
-    was tried are left out.
-    """
-    parts = [
-        str(p)
-        for p in loc
-        if p not in ("body", "query", "path", "header")
-        and (isinstance(p, int) or FIELD_NAME.fullmatch(str(p)))
-    ]
-    return ".".join(parts) or None
 
 
 def _error(status: int, code: str, message: str, field: str | None = None) -> JSONResponse:
@@ -323,10 +279,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(LatencyMiddleware, metrics=metrics)
     app.add_middleware(LimitsMiddleware, settings=settings)
 
-    from .routes import datasets, health, jobs, models, plots, posterior, ui
+    from .routes import datasets, health, jobs, limits, models, plots, posterior, ui
 
-    for module in (health, datasets, jobs, models, posterior, plots):
+    for module in (health, datasets, jobs, models, posterior, plots, limits):
         app.include_router(module.router, responses=COMMON_ERRORS if module is not health else {})
+    app.include_router(posterior.alias_router, responses=COMMON_ERRORS)
     ui.mount(app)
     return app
 
@@ -343,12 +300,3 @@ def redis_client(settings: Settings, timeout_s: float) -> Any:
         socket_connect_timeout=settings.redis_timeout_s,
         retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
     )
-
-
-def json_bytes(data: Any) -> bytes:
-    """Compact JSON through orjson, which writes numpy arrays natively (no ``tolist``).
-
-    Pass float64 arrays where the numbers must read back as the same doubles as before:
-    orjson writes a float32 in its own shortest form (``0.1`` for ``0.100000001``).
-    """
-    return orjson.dumps(data, option=orjson.OPT_SERIALIZE_NUMPY)

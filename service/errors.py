@@ -8,6 +8,7 @@ server's log (the body gives a reference to find them).
 from __future__ import annotations
 
 import re
+from typing import Any
 
 # The user-info part of a URL (``redis://user:password@host``) up to its last ``@``.
 _CREDENTIALS = re.compile(r"\b([A-Za-z][A-Za-z0-9+.-]*://)[^\s]*@")
@@ -92,3 +93,21 @@ class Unavailable(ServiceError):
 
     status = 503
     code = "unavailable"
+
+
+FIELD_NAME = re.compile(r"[A-Za-z_][\w-]*")
+
+
+def error_field(loc: Any) -> str | None:
+    """The field a validation error's location names: ``theta.3.1``, not ``body.theta...``.
+
+    Where the body, query or path starts and which member of a union (``list[float]``)
+    was tried are left out.
+    """
+    parts = [
+        str(p)
+        for p in loc
+        if p not in ("body", "query", "path", "header")
+        and (isinstance(p, int) or FIELD_NAME.fullmatch(str(p)))
+    ]
+    return ".".join(parts) or None

@@ -195,3 +195,17 @@ class PosteriorPlotRequest(BaseModel):
     theta: Row | None = Field(None, description="a parameter vector to mark")
     width: JsonInt = Field(800, ge=100, le=4000, description="image width in pixels")
     height: JsonInt = Field(800, ge=100, le=4000, description="image height in pixels")
+
+
+class Limits(BaseModel):
+    """The server's per-request caps (``GET /v1/limits``), from its ``SBISERVE_*`` settings;
+    the Python client splits large requests to stay within them."""
+
+    max_num_samples: int = Field(description="Largest num_samples per sampling request.")
+    max_observations: int = Field(description="Most observations per request.")
+    max_total_draws: int = Field(description="Largest num_samples x observations per request.")
+    max_request_bytes: int = Field(description="Largest JSON request body, in bytes.")
+    max_upload_bytes: int = Field(description="Largest multipart dataset upload, in bytes.")
+    max_dataset_bytes: int = Field(description="Most bytes an upload's arrays may decode to.")
+    max_dataset_rows: int = Field(description="Most simulations (rows) in one dataset.")
+    sample_timeout_s: float = Field(description="How long the API waits for a worker.")

@@ -10,11 +10,11 @@ from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from ..app import StateDep, error_field
 from ..arrays import DecodeLimits, as_matrix, from_json, load_npy, load_npz
-from ..errors import BadRequest, Conflict, InvalidInput
+from ..errors import BadRequest, Conflict, InvalidInput, error_field
 from ..queue import ACTIVE, decode
 from ..schemas import DatasetInfo, DatasetJSON, ErrorBody
+from ..state import StateDep
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 ERRORS: dict[int | str, dict[str, Any]] = {

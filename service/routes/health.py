@@ -10,8 +10,8 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 from redis.exceptions import RedisError
 
-from ..app import StateDep
 from ..errors import redact
+from ..state import StateDep
 
 router = APIRouter(tags=["health"])
 

@@ -16,10 +16,10 @@ from fastapi.responses import StreamingResponse
 
 from sbiserve.models import BoxPrior, ModelError, get_family, split_options
 
-from ..app import StateDep
 from ..errors import Conflict, InvalidInput, NotFound
 from ..queue import TERMINAL, decode, job_view
 from ..schemas import ErrorBody, JobAccepted, JobInfo, JobRequest
+from ..state import StateDep
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorBody} for code in (404, 422, 503)}

@@ -7,8 +7,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Response
 from fastapi.concurrency import run_in_threadpool
 
-from ..app import StateDep
 from ..schemas import ErrorBody, ModelInfo
+from ..state import StateDep
 from ..stores import ALIAS_PATTERN, ID_LENGTH
 
 router = APIRouter(prefix="/v1/models", tags=["models"])

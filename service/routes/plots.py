@@ -15,10 +15,10 @@ from fastapi import APIRouter, Query, Response
 from fastapi.concurrency import run_in_threadpool
 
 from .. import plots
-from ..app import StateDep
 from ..arrays import load_npy, to_npy_bytes
 from ..errors import InvalidInput, NotFound
 from ..schemas import ErrorBody, PosteriorPlotRequest
+from ..state import StateDep
 from .posterior import _ask_worker, _meta, _observations
 
 router = APIRouter(tags=["plots"])

@@ -15,14 +15,16 @@ from typing import Any
 import numpy as np
 from fastapi import APIRouter, Request, Response
 
-from ..app import AppState, StateDep, json_bytes
-from ..arrays import NPY_MEDIA_TYPE, as_matrix, from_json, npy_header, to_npy_bytes
+from ..arrays import NPY_MEDIA_TYPE, as_matrix, from_json, json_bytes, npy_header, to_npy_bytes
 from ..errors import InvalidInput, NoDensity, ServiceError, Unavailable
 from ..queue import SAMPLE_LANE_MAXLEN
 from ..sample_lane import decode_array, encode_request, unpack_reply
 from ..schemas import ErrorBody, LogProbRequest, LogProbResponse, SampleRequest, SampleResponse
+from ..state import AppState, StateDep
 
 router = APIRouter(prefix="/v1/posterior", tags=["posterior"])
+# The unversioned path of the original design, answered by the same handler.
+alias_router = APIRouter(tags=["posterior"])
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorBody} for code in (400, 404, 413, 422, 503, 504)
 }
@@ -89,14 +91,27 @@ def _wants_npy(request: Request) -> bool:
     return NPY_MEDIA_TYPE in request.headers.get("accept", "")
 
 
+SAMPLE_DESCRIPTION = (
+    "Reproducible: the same `seed` gives the same draws. With `Accept: application/x-npy` "
+    "the answer is the array as .npy bytes (headers carry model id and seed)."
+)
+
+
+@alias_router.post(
+    "/posterior/sample",
+    response_model=SampleResponse,
+    responses={**ERRORS, 200: {"content": {NPY_MEDIA_TYPE: {}}}},
+    summary="Alias of POST /v1/posterior/sample",
+    description="The same endpoint without the version prefix; answers exactly like "
+    "`POST /v1/posterior/sample`. " + SAMPLE_DESCRIPTION,
+    operation_id="sample_posterior_alias",
+)
 @router.post(
     "/sample",
     response_model=SampleResponse,
     responses={**ERRORS, 200: {"content": {NPY_MEDIA_TYPE: {}}}},
     summary="Posterior draws for one observation or a batch",
-    description="Reproducible: the same `seed` gives the same draws. With `Accept: "
-    "application/x-npy` the answer is the array as .npy bytes (headers carry model id and "
-    "seed).",
+    description=SAMPLE_DESCRIPTION,
 )
 async def sample(body: SampleRequest, request: Request, state: StateDep) -> Any:
     settings = state.settings
