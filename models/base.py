@@ -80,6 +80,8 @@ class PosteriorEstimator(nn.Module):
     reparameterized: ClassVar[bool] = True
     """Whether gradients flow from draws to the parameters (false for resampling)."""
     config_class: ClassVar[type[EstimatorConfig]] = EstimatorConfig
+    default_min_steps: ClassVar[int] = 1000
+    """Optimizer steps before early stopping when ``TrainConfig.min_steps`` is null."""
     prefer_later_epochs: ClassVar[bool] = False
     """Whether :func:`~sbiserve.models.fit` keeps the latest epoch whose validation loss
     is within one standard error of the best, rather than the best (true where the

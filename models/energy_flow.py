@@ -141,6 +141,9 @@ class EnergyFlow(PosteriorEstimator):
     # gaussian_linear at 1,000 simulations (C2ST 1.0: it overfits from epoch 11), so
     # the latest epoch statistically tied with the best is kept.
     prefer_later_epochs = True
+    # ... and the shape takes steps: two_moons at 1,000 simulations scored 0.859 when
+    # training stopped at 1,000 steps, 0.651 at 2,000 and 0.654 at 3,000.
+    default_min_steps = 2000
 
     def __init__(
         self,

@@ -47,11 +47,14 @@ class TrainConfig(Config):
         validation_fraction: Share of the simulations held out for early stopping.
         patience: Epochs without a better validation loss before stopping.
         min_steps: Optimizer steps before early stopping or a plateau cut of the learning
-            rate may happen. Energy-score training sits on a long plateau (the location
-            and scale are fitted) before it learns a posterior's shape; on small data
-            sets that plateau spans many short epochs, and stopping there leaves a poor
-            fit (sbibm, 1,000 simulations: runs stopped after 10-20 epochs scored C2ST
-            0.89-0.96, runs that went on 0.64-0.72).
+            rate may happen; ``None`` (the default) takes the family's
+            ``default_min_steps`` (2,000 for the energy flows, 1,000 for the others).
+            Energy-score training sits on a long plateau (the location and scale are
+            fitted) before it learns a posterior's shape, and its validation score
+            barely sees the shape; on small data sets that plateau spans many short
+            epochs, and stopping there leaves a poor fit (sbibm two_moons, 1,000
+            simulations, same initialization: 0.859 at 1,000 steps, 0.651 at 2,000,
+            0.654 at 3,000; ``docs/bench/curves``).
         clip_grad_norm: Largest gradient norm per step (0 turns clipping off).
         lr_schedule: ``plateau`` (halve on stalls), ``cosine`` (to ``max_epochs``) or
             ``constant``.
@@ -74,7 +77,7 @@ class TrainConfig(Config):
     weight_decay: float = 0.0
     validation_fraction: float = 0.1
     patience: int = 30
-    min_steps: int = 1000
+    min_steps: int | None = None
     clip_grad_norm: float = 5.0
     lr_schedule: str = "plateau"
     ema_decay: float = 0.995
@@ -90,7 +93,12 @@ class TrainConfig(Config):
         require(self.weight_decay >= 0, "weight_decay must be >= 0")
         require(0 < self.validation_fraction < 1, "validation_fraction must lie in (0, 1)")
         require(self.patience >= 1, "patience must be >= 1")
-        require(self.min_steps >= 0, "min_steps must be >= 0")
+        if self.min_steps is not None:
+            require(
+                isinstance(self.min_steps, int) and not isinstance(self.min_steps, bool),
+                f"min_steps must be an integer or null, got {self.min_steps!r}",
+            )
+            require(self.min_steps >= 0, "min_steps must be >= 0")
         require(self.clip_grad_norm >= 0, "clip_grad_norm must be >= 0")
         require(self.lr_schedule in SCHEDULES, f"lr_schedule must be one of {SCHEDULES}")
         require(0 <= self.ema_decay < 1, "ema_decay must lie in [0, 1)")
@@ -250,6 +258,7 @@ def fit(
     stopped_early = False
     num_train = theta_train.shape[0]
     epoch = steps = 0
+    min_steps = estimator.default_min_steps if config.min_steps is None else config.min_steps
     for epoch in range(1, config.max_epochs + 1):
         estimator.train()
         perm = torch.randperm(num_train, generator=generator).to(device)
@@ -278,7 +287,7 @@ def fit(
         evaluated.eval()
         val_loss, val_error = _mean_loss(evaluated, theta_val, x_val, 4096, config.seed + 1)
         val_losses.append(val_loss)
-        settled = steps >= config.min_steps
+        settled = steps >= min_steps
         improved = val_loss < best_val
         if improved:
             best_val, best_error, best_epoch = val_loss, val_error, epoch

@@ -181,3 +181,19 @@ def test_null_options_are_refused_by_name() -> None:
         split_options("energy_flow", {"max_epochs": None})
     with pytest.raises(ConfigError, match="beta cannot be null"):
         split_options("energy_flow", {"beta": None})
+
+
+def test_min_steps_defaults_to_the_familys_and_is_checked() -> None:
+    from sbiserve.models import get_family
+
+    assert TrainConfig().min_steps is None
+    assert EnergyFlow.default_min_steps == 2000
+    assert get_family("npe").default_min_steps == 1000
+    theta, x = data()  # 180 training pairs: 6 steps per epoch at batch size 32
+    torch.manual_seed(0)
+    config = TrainConfig(max_epochs=400, patience=1, batch_size=32, learning_rate=3e-2)
+    result = fit(EnergyFlow(2, 2, SMALL), theta, x, config)
+    assert result.epochs >= 2000 // 6  # no stop before the energy flow's 2,000 steps
+    for bad in ("5", True, -1):
+        with pytest.raises(ConfigError, match="min_steps"):
+            TrainConfig(min_steps=bad)
