@@ -7,7 +7,6 @@ in the thread pool. A model never changes, so its plots may be cached by the bro
 
 from __future__ import annotations
 
-import io
 import secrets
 from typing import Annotated, Any
 
@@ -15,8 +14,9 @@ from fastapi import APIRouter, Query, Response
 from fastapi.concurrency import run_in_threadpool
 
 from .. import plots
-from ..arrays import load_npy, to_npy_bytes
+from ..arrays import to_npy_bytes
 from ..errors import InvalidInput, NotFound
+from ..sample_lane import decode_array
 from ..schemas import ErrorBody, PosteriorPlotRequest
 from ..state import StateDep
 from .posterior import _ask_worker, _meta, _observations
@@ -103,7 +103,7 @@ async def posterior_plot(body: PosteriorPlotRequest, state: StateDep) -> Respons
             "theta",
         )
     seed = body.seed if body.seed is not None else secrets.randbelow(2**63)
-    _, payload = await _ask_worker(
+    reply, payload = await _ask_worker(
         state,
         {
             "op": "sample",
@@ -113,7 +113,7 @@ async def posterior_plot(body: PosteriorPlotRequest, state: StateDep) -> Respons
             "seed": seed,
         },
     )
-    draws = load_npy(io.BytesIO(payload), "samples")[:, 0]
+    draws = decode_array(reply, payload)[:, 0]
     title = f"{meta.get('name') or meta['model_id']}: posterior for x = {_short(body.x)}"
     png = await run_in_threadpool(
         plots.pair_png,
