@@ -7,6 +7,7 @@ translation of every error into ``{"error": {"code", "message", "field"}}``.
 
 from __future__ import annotations
 
+import gc
 import hmac
 import logging
 import re
@@ -262,6 +263,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             metrics=metrics,
             model_meta={},
         )
+        # Everything built so far lives as long as the app: out of the collector's sight,
+        # a full collection no longer walks it (such pauses of 0.2-0.4 s were the p99).
+        gc.freeze()
         yield
         await client.aclose()
         await blocking.aclose()

@@ -18,6 +18,7 @@ Trained models stay resident in an LRU cache. Redis outages are waited out.
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import logging
 import os
@@ -82,6 +83,7 @@ class ModelCache:
             self._models[model_id] = estimator
             while len(self._models) > self.size:
                 self._models.popitem(last=False)
+        gc.freeze()  # a resident model is long-lived: keep full collections from walking it
         return estimator
 
     def __len__(self) -> int:
@@ -124,6 +126,9 @@ class Worker:
             threading.Thread(target=self._loop, args=(self._heartbeat,), daemon=True),
             threading.Thread(target=self._loop, args=(self._sample_once,), daemon=True),
         ]
+        # torch and the rest, imported for good: out of the collector's sight, a full
+        # collection no longer walks them (such pauses of 0.2-0.4 s were the p99 under load).
+        gc.freeze()
         for thread in threads:
             thread.start()
         log.info("worker %s on %s", self.name, self.device)
