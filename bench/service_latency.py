@@ -220,7 +220,12 @@ def run(settings: LatencySettings) -> list[dict[str, Any]]:
     settings.out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(1)  # as the worker
     rows: list[dict[str, Any]] = []
-    env = {**environment(torch.device("cpu")), "label": settings.label}
+    env = {
+        **environment(torch.device("cpu")),
+        "label": settings.label,
+        # The server's code: this checkout, or the one --server-pythonpath names.
+        "server_code": settings.server_pythonpath or "this checkout",
+    }
     with (
         tempfile.TemporaryDirectory() as data_dir,
         Server(Path(data_dir), settings.server_pythonpath) as server,
