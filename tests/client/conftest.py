@@ -4,12 +4,14 @@ client's sbi drop-in, shared by every test module here."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import httpx
 import numpy as np
 import pytest
 import uvicorn
@@ -105,3 +107,16 @@ def extra_api(settings: Settings) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+class SampleRecorder(httpx.HTTPTransport):
+    """A real transport that keeps the JSON body of every sampling request it sends."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bodies: list[dict[str, Any]] = []
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v1/posterior/sample":
+            self.bodies.append(json.loads(request.content))
+        return super().handle_request(request)

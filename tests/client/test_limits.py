@@ -3,8 +3,6 @@ the defaults; a server that does not publish them is taken to have the defaults.
 
 from __future__ import annotations
 
-import json
-
 import httpx
 import numpy as np
 
@@ -12,29 +10,23 @@ from sbiserve.client import Client, RemotePosterior
 from sbiserve.client.client import SERVER_DEFAULT_CAPS
 from sbiserve.service.stack import LocalStack
 
-from .conftest import extra_api, moons
+from .conftest import SampleRecorder, extra_api, moons
 
 
 def test_a_client_splits_requests_under_the_caps_the_server_publishes(
     stack: LocalStack, posterior: RemotePosterior
 ) -> None:
     caps = {"max_num_samples": 40, "max_total_draws": 100, "max_observations": 3}
-    seen: list[dict[str, object]] = []
-
-    class Recording(httpx.HTTPTransport):
-        def handle_request(self, request: httpx.Request) -> httpx.Response:
-            if request.url.path == "/v1/posterior/sample":
-                seen.append(json.loads(request.content))
-            return super().handle_request(request)
-
+    recorder = SampleRecorder()
     with (
         extra_api(stack.settings.model_copy(update=caps)) as url,
-        Client(url, transport=Recording()) as small,  # told nothing about the caps
+        Client(url, transport=recorder) as small,  # told nothing about the caps
     ):
         draws = small.sample(posterior.model_id, moons(np.zeros((4, 2))), 130, seed=1)
         assert draws.shape == (130, 4, 2)
         assert (small.max_num_samples, small.max_draws, small.max_observations) == (40, 100, 3)
         assert small.max_request_bytes == stack.settings.max_request_bytes
+    seen = recorder.bodies
     assert len(seen) == 2 * 4  # (2 + 2 observations) x (40 + 40 + 40 + 10 draws)
     for body in seen:
         rows = np.asarray(body["x"]).reshape(-1, 2).shape[0]

@@ -3,9 +3,6 @@
 
 from __future__ import annotations
 
-import json
-
-import httpx
 import numpy as np
 import pytest
 import torch
@@ -20,7 +17,7 @@ from sbiserve.client import (
 )
 from sbiserve.service.stack import LocalStack
 
-from .conftest import box_prior, extra_api, moons
+from .conftest import SampleRecorder, box_prior, extra_api, moons
 
 X_O = torch.tensor([0.0, 0.0])
 
@@ -122,14 +119,8 @@ def test_aliases_jobs_and_cancel(posterior: RemotePosterior, client: Client) -> 
 
 def test_sampling_is_split_under_every_cap(stack: LocalStack, posterior: RemotePosterior) -> None:
     caps = {"max_num_samples": 40, "max_total_draws": 100, "max_observations": 3}
-    seen: list[dict[str, object]] = []
-
-    class Recording(httpx.HTTPTransport):
-        def handle_request(self, request: httpx.Request) -> httpx.Response:
-            if request.url.path == "/v1/posterior/sample":
-                seen.append(json.loads(request.content))
-            return super().handle_request(request)
-
+    recorder = SampleRecorder()
+    seen = recorder.bodies
     # an API that enforces the small caps, and a client told about them
     with extra_api(stack.settings.model_copy(update=caps)) as url:
         small = Client(
@@ -137,7 +128,7 @@ def test_sampling_is_split_under_every_cap(stack: LocalStack, posterior: RemoteP
             max_num_samples=40,
             max_draws=100,
             max_observations=3,
-            transport=Recording(),
+            transport=recorder,
         )
         xs = moons(np.zeros((4, 2)))
         draws = small.sample(posterior.model_id, xs, num_samples=130, seed=11)
