@@ -99,63 +99,7 @@ def test_bad_requests_change_nothing(api: httpx.Client, stack: LocalStack, model
     )
 
     sample = {"model": model_id, "x": [0.1, 0.2, 0.3], "num_samples": 10}
-    expect(
-        api.post("/v1/posterior/sample", json={**sample, "x": [0.1, 0.2]}),
-        422,
-        "x_dim=3",
-        field="x",
-    )
-    expect(
-        api.post("/v1/posterior/sample", json={**sample, "x": [[0.1, 0.2]]}),
-        422,
-        "3 column",
-        field="x",
-    )
-    expect(
-        post_json(api, "/v1/posterior/sample", {**sample, "x": [0.1, float("nan"), 0.3]}),
-        422,
-        "NaN",
-        field="x",
-    )
-    expect(
-        api.post("/v1/posterior/sample", json={**sample, "model": "no-such-model"}),
-        404,
-        "no-such-model",
-        field="model",
-    )
-    expect(
-        api.post("/v1/posterior/sample", json={**sample, "num_samples": 60_000}),
-        422,
-        "over the limit",
-        field="num_samples",
-    )
-    expect(
-        api.post("/v1/posterior/sample", json={**sample, "num_samples": 0}),
-        422,
-        "num_samples",
-        field="num_samples",
-    )
     expect(api.post("/v1/jobs", json={"dataset_id": "f" * 24}), 404, "unknown dataset")
-    dataset_id = api.get(f"/v1/models/{model_id}").json()["dataset_id"]
-    expect(
-        api.post("/v1/jobs", json={"dataset_id": dataset_id, "family": "nope"}),
-        422,
-        "unknown family",
-        field="family",
-    )
-    expect(
-        api.post("/v1/jobs", json={"dataset_id": dataset_id, "hyperparameters": {"hiden": 1}}),
-        422,
-        "hiden",
-        field="hyperparameters",
-    )
-    narrow = {**PRIOR, "low": [-0.5, -1], "high": [1, 1]}
-    expect(
-        api.post("/v1/jobs", json={"dataset_id": dataset_id, "prior": narrow}),
-        422,
-        "outside the prior",
-        field="prior",
-    )
     expect(api.get("/v1/jobs/does-not-exist"), 404, "unknown job")
     expect(api.delete("/v1/datasets/" + "0" * 24), 404, "unknown dataset")
 
@@ -172,6 +116,64 @@ def test_bad_requests_change_nothing(api: httpx.Client, stack: LocalStack, model
     assert snapshot(stack.settings.data_dir) == before
     # The model still answers after all of that.
     assert api.post("/v1/posterior/sample", json=sample).status_code == 200
+
+
+# Sampling requests that must be refused: (case, change to a good body, status, words in
+# the message, field). Each row runs on its own, on the versioned route and on its alias.
+BAD_SAMPLES = [
+    ("x of the wrong length", {"x": [0.1, 0.2]}, 422, ("x_dim=3",), "x"),
+    ("x rows of the wrong width", {"x": [[0.1, 0.2]]}, 422, ("3 column",), "x"),
+    ("NaN in x", {"x": [0.1, float("nan"), 0.3]}, 422, ("NaN",), "x"),
+    ("unknown model", {"model": "no-such-model"}, 404, ("no-such-model",), "model"),
+    ("num_samples over the cap", {"num_samples": 60_000}, 422, ("over the limit",), "num_samples"),
+    ("num_samples zero", {"num_samples": 0}, 422, ("num_samples",), "num_samples"),
+    ("num_samples a string", {"num_samples": "10"}, 422, ("num_samples",), "num_samples"),
+]
+
+
+@pytest.mark.parametrize("path", ["/v1/posterior/sample", "/posterior/sample"])
+@pytest.mark.parametrize(
+    ("change", "status", "words", "field"),
+    [row[1:] for row in BAD_SAMPLES],
+    ids=[row[0] for row in BAD_SAMPLES],
+)
+def test_bad_sample_requests(
+    api: httpx.Client,
+    model_id: str,
+    path: str,
+    change: dict,
+    status: int,
+    words: tuple[str, ...],
+    field: str,
+) -> None:
+    body = {"model": model_id, "x": [0.1, 0.2, 0.3], "num_samples": 10, **change}
+    expect(post_json(api, path, body), status, *words, field=field)
+
+
+# Training requests that must be refused, on the dataset the module's model was trained on.
+BAD_JOBS = [
+    ("unknown family", {"family": "nope"}, ("unknown family",), "family"),
+    ("unknown option", {"hyperparameters": {"hiden": 1}}, ("hiden",), "hyperparameters"),
+    (
+        "prior narrower than the data",
+        {"prior": {**PRIOR, "low": [-0.5, -1], "high": [1, 1]}},
+        ("outside the prior",),
+        "prior",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("change", "words", "field"),
+    [row[1:] for row in BAD_JOBS],
+    ids=[row[0] for row in BAD_JOBS],
+)
+def test_bad_job_requests(
+    api: httpx.Client, model_id: str, change: dict, words: tuple[str, ...], field: str
+) -> None:
+    dataset_id = api.get(f"/v1/models/{model_id}").json()["dataset_id"]
+    response = api.post("/v1/jobs", json={"dataset_id": dataset_id, **change})
+    expect(response, 422, *words, field=field)
 
 
 def test_edge_cases_get_precise_answers(api: httpx.Client, model_id: str) -> None:
