@@ -64,6 +64,12 @@ async def create_job(
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> Any:
     dataset = state.datasets.get(body.dataset_id)
+    if "device" in body.hyperparameters:
+        raise InvalidInput(
+            "device is not a job option: each worker trains on its own device "
+            "(SBISERVE_DEVICE, `sbiserve worker --device`); leave it out",
+            "hyperparameters",
+        )
     for field, check in (
         ("family", lambda: get_family(body.family)),
         ("hyperparameters", lambda: split_options(body.family, body.hyperparameters)),

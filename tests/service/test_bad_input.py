@@ -155,6 +155,12 @@ BAD_JOBS = [
     ("unknown family", {"family": "nope"}, ("unknown family",), "family"),
     ("unknown option", {"hyperparameters": {"hiden": 1}}, ("hiden",), "hyperparameters"),
     (
+        "device, the worker's choice",
+        {"hyperparameters": {"device": "cpu"}},
+        ("device",),
+        "hyperparameters",
+    ),
+    (
         "prior narrower than the data",
         {"prior": {**PRIOR, "low": [-0.5, -1], "high": [1, 1]}},
         ("outside the prior",),
