@@ -19,7 +19,6 @@ Live workers are the members of the sorted set ``<p>:workers`` seen within the l
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -92,35 +91,3 @@ def decode(value: Any) -> Any:
     if isinstance(value, list | tuple | set):
         return [decode(v) for v in value]
     return value
-
-
-def job_view(raw: dict[Any, Any]) -> dict[str, Any]:
-    """The public view of a job hash (``GET /v1/jobs/{id}``)."""
-    job = decode(raw)
-
-    def number(name: str, kind: type = float) -> Any:
-        value = job.get(name)
-        return kind(value) if value not in (None, "") else None
-
-    return {
-        "job_id": job["job_id"],
-        "status": job["status"],
-        "dataset_id": job.get("dataset_id"),
-        "family": job.get("family"),
-        "name": job.get("name") or None,
-        "hyperparameters": json.loads(job.get("hyperparameters") or "{}"),
-        "prior": json.loads(job["prior"]) if job.get("prior") else None,
-        "progress": {
-            "epoch": number("epoch", int) or 0,
-            "max_epochs": number("max_epochs", int),
-            "train_loss": number("train_loss"),
-            "val_loss": number("val_loss"),
-        },
-        "model_id": job.get("model_id") or None,
-        "error": job.get("error") or None,
-        "attempts": number("attempts", int) or 0,
-        "worker": job.get("worker") or None,
-        "created_at": number("created_at"),
-        "started_at": number("started_at"),
-        "finished_at": number("finished_at"),
-    }

@@ -48,10 +48,11 @@ from sbiserve.models import (
     split_options,
 )
 
+from . import jobs
 from .batching import draws_of, sample_many, split_by_draws
 from .errors import ServiceError
 from .job_diagnostics import dataset_names, run_diagnostics
-from .queue import EVENTS_MAXLEN, SAMPLE_GROUP, TERMINAL, TRAIN_GROUP, Keys, decode
+from .queue import SAMPLE_GROUP, TERMINAL, TRAIN_GROUP, Keys, decode
 from .sample_lane import Outbox, decode_request, encode_array, error_reply
 from .settings import Settings
 from .stores import DatasetStore, ModelStore
@@ -115,13 +116,14 @@ class Worker:
         self._last_cancel_check = 0.0
         self._clock_offset: float | None = None  # Redis's clock minus ours, in seconds
         self._last_batch = 0  # requests in the last sampling batch
+        self._stop_signalled = False
 
     # ------------------------------------------------------------------ running
     def run(self) -> None:
         """Runs until SIGTERM/SIGINT (or :meth:`stop`)."""
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGTERM, signal.SIGINT):
-                signal.signal(sig, lambda *_: self.stop())
+                signal.signal(sig, self._on_signal)
         threads = [
             threading.Thread(target=self._loop, args=(self._heartbeat,), daemon=True),
             threading.Thread(target=self._loop, args=(self._sample_once,), daemon=True),
@@ -141,6 +143,19 @@ class Worker:
     def stop(self) -> None:
         """Asks every loop to end; a running job is handed back to the queue."""
         self.stopping.set()
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        """SIGTERM/SIGINT: stop, from another thread.
+
+        A handler runs in the main thread between two bytecodes, possibly while that
+        thread holds the stop event's (non-reentrant) lock, inside ``Event.wait`` or an
+        earlier handler's ``Event.set``: setting the event here could wait forever (a
+        worker once hung so when serve was SIGKILLed). Repeated signals do nothing more.
+        """
+        if self._stop_signalled:
+            return
+        self._stop_signalled = True
+        threading.Thread(target=self.stop, name="sbiserve-stop", daemon=True).start()
 
     def _loop(self, step: Any) -> None:
         """Calls ``step`` until stopping, waiting out Redis outages."""
@@ -216,24 +231,15 @@ class Worker:
                 continue
             self._run_job(decode(fields)["job_id"], message_id)
 
-    def _finish(self, job_id: str, message_id: bytes, status: str, **fields: Any) -> None:
-        """Marks a job terminal, emits the final event, acknowledges its message."""
-        job_key = self.keys.job(job_id)
-        dataset_id = decode(self.redis.hget(job_key, "dataset_id"))
+    def _finish(
+        self, job_id: str, message_id: bytes, status: str, dead: str | None = None, **fields: Any
+    ) -> None:
+        """Marks a job terminal (first on the dead-letter stream with ``dead`` as error)."""
+        dataset_id = decode(self.redis.hget(self.keys.job(job_id), "dataset_id"))
         pipe = self.redis.pipeline()
-        pipe.hset(job_key, mapping={"status": status, "finished_at": time.time(), **fields})
-        if status == "succeeded":
-            pipe.hdel(job_key, "error")  # an earlier attempt's error no longer applies
-        pipe.xadd(
-            self.keys.events(job_id),
-            {"type": "status", "status": status, **{k: str(v) for k, v in fields.items()}},
-            maxlen=EVENTS_MAXLEN,
-            approximate=True,
-        )
-        if dataset_id:
-            pipe.srem(self.keys.dataset_jobs(dataset_id), job_id)
-        pipe.xack(self.keys.train, TRAIN_GROUP, message_id)
-        pipe.hincrby(self.keys.stats, f"jobs_{status}", 1)
+        if dead is not None:
+            jobs.dead_letter(pipe, self.keys, job_id, dead)
+        jobs.finish(pipe, self.keys, job_id, dataset_id, message_id, status, **fields)
         pipe.execute()
 
     def _run_job(self, job_id: str, message_id: bytes) -> None:
@@ -247,13 +253,11 @@ class Worker:
         attempts = self.redis.hincrby(self.keys.job(job_id), "attempts", 1)
         if attempts > self.settings.max_attempts:
             error = f"gave up after {attempts - 1} attempt(s); last error: {job.get('error', '')}"
-            self.redis.xadd(self.keys.dead, {"job_id": job_id, "error": error})
-            self._finish(job_id, message_id, "failed", error=error)
+            self._finish(job_id, message_id, "failed", dead=error, error=error)
             return
-        self.redis.hset(
-            self.keys.job(job_id),
-            mapping={"status": "running", "worker": self.name, "started_at": time.time()},
-        )
+        pipe = self.redis.pipeline()
+        jobs.mark_running(pipe, self.keys, job_id, self.name)
+        pipe.execute()
         self.current = (job_id, message_id)
         try:
             self._train(job_id, job, message_id)
@@ -262,10 +266,7 @@ class Worker:
         except WorkerStopping:
             # Hand the job back at once rather than waiting for a reclaim.
             pipe = self.redis.pipeline()
-            pipe.hset(self.keys.job(job_id), mapping={"status": "queued", "worker": ""})
-            pipe.hincrby(self.keys.job(job_id), "attempts", -1)
-            pipe.xadd(self.keys.train, {"job_id": job_id})
-            pipe.xack(self.keys.train, TRAIN_GROUP, message_id)
+            jobs.requeue(pipe, self.keys, job_id, message_id)
             pipe.execute()
         except (ModelError, ServiceError) as e:
             # The request itself is wrong (options, data outside the prior): no retry.
@@ -276,13 +277,10 @@ class Worker:
             log.exception("job %s failed", job_id)
             error = f"{type(e).__name__}: {e}"
             if attempts >= self.settings.max_attempts:
-                self.redis.xadd(self.keys.dead, {"job_id": job_id, "error": error})
-                self._finish(job_id, message_id, "failed", error=error)
+                self._finish(job_id, message_id, "failed", dead=error, error=error)
             else:
                 pipe = self.redis.pipeline()
-                pipe.hset(self.keys.job(job_id), mapping={"status": "queued", "error": error})
-                pipe.xadd(self.keys.train, {"job_id": job_id})
-                pipe.xack(self.keys.train, TRAIN_GROUP, message_id)
+                jobs.requeue(pipe, self.keys, job_id, message_id, error=error)
                 pipe.execute()
         finally:
             self.current = None
@@ -304,14 +302,7 @@ class Worker:
                 "val_loss": info.val_loss,
             }
             pipe = self.redis.pipeline()
-            pipe.hset(self.keys.job(job_id), mapping=fields)
-            pipe.xadd(
-                self.keys.events(job_id),
-                {"type": "progress", **{k: str(v) for k, v in fields.items()}},
-                maxlen=EVENTS_MAXLEN,
-                approximate=True,
-            )
-            pipe.hincrby(self.keys.stats, "epochs_trained", 1)
+            jobs.progress(pipe, self.keys, job_id, fields)
             pipe.execute()
 
         def should_stop() -> bool:
@@ -357,13 +348,7 @@ class Worker:
         staging, model_id = self.models.stage(estimator, metrics)
         # Whichever attempt sets model_id first publishes; a late duplicate is discarded,
         # unless the winner died before its files were in place.
-        won = bool(self.redis.hsetnx(self.keys.job(job_id), "model_id", model_id))
-        if not won:
-            earlier = decode(self.redis.hget(self.keys.job(job_id), "model_id"))
-            if not self.models.exists(earlier):
-                self.redis.hset(self.keys.job(job_id), "model_id", model_id)
-                won = True
-        if won:
+        if jobs.publish_once(self.redis, self.keys, job_id, model_id, self.models.exists):
             self.models.publish(
                 staging,
                 model_id,

@@ -16,8 +16,9 @@ from fastapi.responses import StreamingResponse
 
 from sbiserve.models import BoxPrior, ModelError, get_family, split_options
 
+from .. import jobs
 from ..errors import Conflict, InvalidInput, NotFound
-from ..queue import TERMINAL, decode, job_view
+from ..queue import TERMINAL, decode
 from ..schemas import ErrorBody, JobAccepted, JobInfo, JobRequest
 from ..state import StateDep
 
@@ -103,22 +104,17 @@ async def create_job(
             response.headers["Location"] = f"/v1/jobs/{existing}"
             status = decode(raw).get("status", "queued") if raw else "queued"
             return {"job_id": existing, "status": status}
-    fields = {
-        "job_id": job_id,
-        "status": "queued",
-        "dataset_id": body.dataset_id,
-        "family": body.family,
-        "hyperparameters": json.dumps(body.hyperparameters),
-        "prior": json.dumps(prior.to_dict()) if prior else "",
-        "name": body.name or "",
-        "created_at": time.time(),
-        "attempts": 0,
-    }
     pipe = state.redis.pipeline()
-    pipe.hset(keys.job(job_id), mapping=fields)
-    pipe.zadd(keys.jobs, {job_id: time.time()})
-    pipe.sadd(keys.dataset_jobs(body.dataset_id), job_id)
-    pipe.xadd(keys.train, {"job_id": job_id})
+    jobs.create(
+        pipe,
+        keys,
+        job_id,
+        dataset_id=body.dataset_id,
+        family=body.family,
+        hyperparameters=body.hyperparameters,
+        prior=prior.to_dict() if prior else None,
+        name=body.name,
+    )
     try:
         await pipe.execute()
     except Exception:
@@ -133,7 +129,7 @@ async def _job(state: Any, job_id: str) -> dict[str, Any]:
     raw = await state.redis.hgetall(state.keys.job(job_id))
     if not raw:
         raise NotFound(f"unknown job {job_id!r}", "job_id")
-    return job_view(raw)
+    return jobs.view(raw)
 
 
 @router.get("", response_model=list[JobInfo], responses=ERRORS, summary="Recent jobs, newest first")
@@ -143,7 +139,7 @@ async def list_jobs(state: StateDep, limit: Annotated[int, Query(ge=1, le=1000)]
     for job_id in ids:
         raw = await state.redis.hgetall(state.keys.job(job_id))
         if raw:
-            out.append(job_view(raw))
+            out.append(jobs.view(raw))
     return out
 
 
@@ -219,27 +215,7 @@ async def cancel_job(job_id: str, state: StateDep) -> Any:
     job = await _job(state, job_id)
     if job["status"] in TERMINAL:
         return job
-    keys = state.keys
-    await state.redis.set(keys.cancel(job_id), 1, ex=IDEMPOTENCY_TTL_S)
-    if job["status"] == "queued":
-        # No worker holds it yet: mark it now (only if still queued, atomically, so a
-        # worker that just started it keeps "running" and stops at its next step).
-        await state.redis.eval(
-            CANCEL_IF_QUEUED,
-            3,
-            keys.job(job_id),
-            keys.events(job_id),
-            keys.dataset_jobs(job["dataset_id"]),
-            time.time(),
-            job_id,
-        )
+    pipe = state.redis.pipeline()
+    jobs.cancel(pipe, state.keys, job_id, job["dataset_id"], IDEMPOTENCY_TTL_S)
+    await pipe.execute()
     return await _job(state, job_id)
-
-
-CANCEL_IF_QUEUED = """
-if redis.call('HGET', KEYS[1], 'status') ~= 'queued' then return 0 end
-redis.call('HSET', KEYS[1], 'status', 'cancelled', 'finished_at', ARGV[1])
-redis.call('XADD', KEYS[2], '*', 'type', 'status', 'status', 'cancelled')
-redis.call('SREM', KEYS[3], ARGV[2])
-return 1
-"""

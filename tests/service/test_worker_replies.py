@@ -5,6 +5,7 @@ unexpected, on real Redis."""
 from __future__ import annotations
 
 import io
+import signal
 import time
 import uuid
 from pathlib import Path
@@ -232,6 +233,17 @@ def test_under_load_a_batch_takes_requests_that_arrive_meanwhile(worker: Any) ->
     worker._gather(messages)
     assert len(messages) == 3
     assert time.monotonic() - start < 2.0  # stopped once nothing more arrived
+
+
+def test_a_stop_signal_never_waits_on_the_stop_event(worker: Any) -> None:
+    worker, _ = worker
+    # As if SIGTERM landed while the main thread held the event's lock (inside
+    # Event.wait, or an earlier handler's Event.set): the handler must return at once.
+    with worker.stopping._cond:
+        worker._on_signal(signal.SIGTERM, None)
+        worker._on_signal(signal.SIGTERM, None)  # a repeated signal, too
+        assert not worker.stopping.is_set()
+    assert worker.stopping.wait(5)  # set by another thread once the lock is free
 
 
 def test_an_unexpected_error_is_a_json_500(tmp_path: Path) -> None:

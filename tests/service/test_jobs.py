@@ -1,0 +1,96 @@
+"""The job data layer on real Redis: each state change writes what the routes, the worker
+and /metrics read, through the same functions for the sync and the asyncio client."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from sbiserve.service import jobs
+from sbiserve.service.queue import TRAIN_GROUP, Keys, decode
+from sbiserve.service.settings import Settings
+
+from .conftest import cleanup, fast_settings
+
+
+@pytest.fixture
+def lane(tmp_path: Path) -> Iterator[tuple[redis.Redis, Keys]]:
+    settings: Settings = fast_settings(tmp_path)
+    client = redis.Redis.from_url(settings.redis_url or "")
+    keys = Keys(settings.key_prefix)
+    client.xgroup_create(keys.train, TRAIN_GROUP, id="0", mkstream=True)
+    try:
+        yield client, keys
+    finally:
+        cleanup(settings)
+
+
+def run(client: redis.Redis, write: object, *args: object, **kwargs: object) -> None:
+    pipe = client.pipeline()
+    write(pipe, *args, **kwargs)  # type: ignore[operator]
+    pipe.execute()
+
+
+def take(client: redis.Redis, keys: Keys) -> bytes:
+    """The worker's read of the next lane entry: its id."""
+    [(_, [(message_id, fields)])] = client.xreadgroup(TRAIN_GROUP, "w", {keys.train: ">"}, 1)
+    assert decode(fields)["job_id"] == "j1"
+    return message_id
+
+
+def test_a_job_from_creation_to_its_model(lane: tuple[redis.Redis, Keys]) -> None:
+    client, keys = lane
+    prior = {"type": "box", "low": [-1], "high": [1]}
+    run(client, jobs.create, keys, "j1", dataset_id="d1", family="energy_flow",
+        hyperparameters={"max_epochs": 2}, prior=prior, name=None)  # fmt: skip
+    view = jobs.view(client.hgetall(keys.job("j1")))
+    assert view["status"] == "queued" and view["hyperparameters"] == {"max_epochs": 2}
+    assert view["prior"] == prior and view["name"] is None and view["attempts"] == 0
+    assert decode(client.smembers(keys.dataset_jobs("d1"))) == ["j1"]
+
+    message_id = take(client, keys)
+    client.hincrby(keys.job("j1"), "attempts", 1)
+    run(client, jobs.mark_running, keys, "j1", "w")
+    run(client, jobs.requeue, keys, "j1", message_id)  # handed back by a stopping worker
+    view = jobs.view(client.hgetall(keys.job("j1")))
+    assert (view["status"], view["attempts"], view["worker"]) == ("queued", 0, None)
+
+    message_id = take(client, keys)
+    run(client, jobs.requeue, keys, "j1", message_id, error="boom")  # a failed attempt
+    assert jobs.view(client.hgetall(keys.job("j1")))["error"] == "boom"
+
+    message_id = take(client, keys)
+    run(client, jobs.progress, keys, "j1", {"epoch": 1, "max_epochs": 2, "train_loss": 0.5})
+    assert jobs.publish_once(client, keys, "j1", "m1", exists=lambda _: True)
+    assert not jobs.publish_once(client, keys, "j1", "m2", exists=lambda _: True)
+    assert jobs.publish_once(client, keys, "j1", "m3", exists=lambda _: False)  # winner died
+    run(client, jobs.finish, keys, "j1", "d1", message_id, "succeeded", model_id="m3")
+    view = jobs.view(client.hgetall(keys.job("j1")))
+    assert (view["status"], view["model_id"], view["error"]) == ("succeeded", "m3", None)
+    assert view["progress"]["epoch"] == 1 and client.smembers(keys.dataset_jobs("d1")) == set()
+    assert client.xpending(keys.train, TRAIN_GROUP)["pending"] == 0
+    events = [decode(fields) for _, fields in client.xrange(keys.events("j1"))]
+    assert [e["type"] for e in events] == ["progress", "status"]
+    assert decode(client.hgetall(keys.stats)) == {"epochs_trained": "1", "jobs_succeeded": "1"}
+
+
+def test_cancel_stops_a_queued_job_at_once_and_only_flags_a_running_one(
+    lane: tuple[redis.Redis, Keys],
+) -> None:
+    client, keys = lane
+    for job_id, status in (("q", "queued"), ("r", "running")):
+        client.hset(keys.job(job_id), mapping={"job_id": job_id, "status": status})
+        run(client, jobs.cancel, keys, job_id, "d1", 60)
+        assert client.exists(keys.cancel(job_id))
+    assert decode(client.hget(keys.job("q"), "status")) == "cancelled"
+    assert decode(client.hget(keys.job("r"), "status")) == "running"  # stops at its next step
+
+
+def test_a_dead_letter_names_the_job_and_its_error(lane: tuple[redis.Redis, Keys]) -> None:
+    client, keys = lane
+    run(client, jobs.dead_letter, keys, "j9", "gave up")
+    [(_, fields)] = client.xrange(keys.dead)
+    assert decode(fields) == {"job_id": "j9", "error": "gave up"}
