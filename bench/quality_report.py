@@ -182,6 +182,7 @@ def versus_table(rows: list[dict[str, Any]], method: str, baseline: str) -> list
         if all("c2st_sbibm_mean" in r for r in a + b):
             sbibm = f"{_mean(a, 'c2st_sbibm_mean'):.3f} / {_mean(b, 'c2st_sbibm_mean'):.3f}"
         train_a, train_b = _mean(a, "train_seconds"), _mean(b, "train_seconds")
+        cpu_a, cpu_b = _mean(a, "train_cpu_seconds"), _mean(b, "train_cpu_seconds")
         draw_a, draw_b = _mean(a, "sample_seconds_mean"), _mean(b, "sample_seconds_mean")
         lines.append(
             [
@@ -194,6 +195,7 @@ def versus_table(rows: list[dict[str, Any]], method: str, baseline: str) -> list
                 verdict(differences),
                 sbibm,
                 f"{train_a:.0f} s / {train_b:.0f} s ({train_a / train_b:.2f}x)",
+                f"{cpu_a:.0f} s / {cpu_b:.0f} s ({cpu_a / cpu_b:.2f}x)",
                 f"{draw_a:.3f} s / {draw_b:.3f} s ({draw_b / draw_a:.1f}x)",
             ]
         )
@@ -208,6 +210,7 @@ def versus_table(rows: list[dict[str, Any]], method: str, baseline: str) -> list
             "verdict",
             "sbibm C2ST (both)",
             "training (ratio)",
+            "training CPU time (ratio)",
             "10,000 draws (speed-up)",
         ],
         lines,

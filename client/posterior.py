@@ -55,6 +55,13 @@ class RemotePosterior:
         self.model_id: str = self.meta["model_id"]
         self.theta_dim: int = int(self.meta["theta_dim"])
         self.x_dim: int = int(self.meta["x_dim"])
+        # Names given at upload (``theta_1``.. without): for labelling draws, see named().
+        self.theta_names: list[str] = list(
+            self.meta.get("theta_names") or [f"theta_{i + 1}" for i in range(self.theta_dim)]
+        )
+        self.x_names: list[str] = list(
+            self.meta.get("x_names") or [f"x_{i + 1}" for i in range(self.x_dim)]
+        )
         self.prior = prior
         self._x: Any = None
 
@@ -106,6 +113,15 @@ class RemotePosterior:
             self.model_id, self._single_x(x), _numel(sample_shape), self._seed(seed)
         )
         return to_torch(draws.reshape(*sample_shape, self.theta_dim), like=x)
+
+    def named(self, draws: Any) -> dict[str, np.ndarray]:
+        """Draws ``(..., theta_dim)`` as ``{theta name: array (...)}``, in parameter order."""
+        values = np.asarray(draws)
+        if values.shape[-1:] != (self.theta_dim,):
+            raise ValueError(
+                f"draws must end in theta_dim={self.theta_dim}, got shape {values.shape}"
+            )
+        return {name: values[..., i] for i, name in enumerate(self.theta_names)}
 
     def sample_batched(
         self,

@@ -60,3 +60,14 @@ def test_uploads_carry_names(client: Client, json_max_values: int) -> None:
     assert dataset["theta_names"] == ["a", "b"]
     assert dataset["x_names"] == ["u", "v", "w"]
     small.close()
+
+
+def test_the_posterior_names_its_parameters(posterior: RemotePosterior) -> None:
+    names = posterior.meta.get("theta_names") or ["theta_1", "theta_2"]
+    assert posterior.theta_names == names and len(posterior.x_names) == posterior.x_dim
+    draws = posterior.sample((7,), x=np.zeros(posterior.x_dim), seed=1)
+    named = posterior.named(draws)
+    assert list(named) == names and named[names[1]].shape == (7,)
+    assert np.allclose(named[names[0]], np.asarray(draws)[:, 0])
+    with pytest.raises(ValueError, match="theta_dim"):
+        posterior.named(np.zeros((3, posterior.theta_dim + 1)))
