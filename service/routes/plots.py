@@ -14,12 +14,10 @@ from fastapi import APIRouter, Query, Response
 from fastapi.concurrency import run_in_threadpool
 
 from .. import plots
-from ..arrays import to_npy_bytes
 from ..errors import InvalidInput, NotFound
-from ..sample_lane import decode_array
 from ..schemas import ErrorBody, PosteriorPlotRequest
 from ..state import StateDep
-from .posterior import _ask_worker, _meta, _observations
+from .posterior import _draw, _meta, _observations
 
 router = APIRouter(tags=["plots"])
 PNG: dict[int | str, dict[str, Any]] = {
@@ -103,17 +101,8 @@ async def posterior_plot(body: PosteriorPlotRequest, state: StateDep) -> Respons
             "theta",
         )
     seed = body.seed if body.seed is not None else secrets.randbelow(2**63)
-    reply, payload = await _ask_worker(
-        state,
-        {
-            "op": "sample",
-            "model_id": meta["model_id"],
-            "x": to_npy_bytes(x),
-            "num_samples": body.num_samples,
-            "seed": seed,
-        },
-    )
-    draws = decode_array(reply, payload)[:, 0]
+    _, draws = await _draw(state, meta["model_id"], x, body.num_samples, seed)
+    draws = draws[:, 0]
     title = f"{meta.get('name') or meta['model_id']}: posterior for x = {_short(body.x)}"
     png = await run_in_threadpool(
         plots.pair_png,

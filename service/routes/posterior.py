@@ -57,6 +57,22 @@ def _observations(value: Any, x_dim: int) -> tuple[np.ndarray, bool]:
     return as_matrix(array, "x", columns=x_dim), single
 
 
+async def _draw(
+    state: AppState, model_id: str, x: np.ndarray, num_samples: int, seed: int
+) -> tuple[dict[str, Any], np.ndarray]:
+    """Asks the worker for ``num_samples`` draws per row of ``x``: the reply and the
+    draws ``(num_samples, rows, theta_dim)``."""
+    fields = {
+        "op": "sample",
+        "model_id": model_id,
+        "x": to_npy_bytes(x),
+        "num_samples": num_samples,
+        "seed": seed,
+    }
+    reply, payload = await _ask_worker(state, fields)
+    return reply, decode_array(reply, payload)
+
+
 async def _ask_worker(state: AppState, fields: dict[str, Any]) -> tuple[dict[str, Any], bytes]:
     """Puts a request on the sample lane and waits for its reply."""
     request_id = uuid.uuid4().hex
@@ -135,17 +151,7 @@ async def sample(body: SampleRequest, request: Request, state: StateDep) -> Any:
             "num_samples",
         )
     seed = body.seed if body.seed is not None else secrets.randbelow(2**63)
-    reply, payload = await _ask_worker(
-        state,
-        {
-            "op": "sample",
-            "model_id": meta["model_id"],
-            "x": to_npy_bytes(x),
-            "num_samples": body.num_samples,
-            "seed": seed,
-        },
-    )
-    draws = decode_array(reply, payload)
+    reply, draws = await _draw(state, meta["model_id"], x, body.num_samples, seed)
     if single:
         draws = draws[:, 0]
     headers = {
