@@ -85,12 +85,19 @@ def c2st_table(rows: list[dict[str, Any]], figures: Published) -> list[str]:
     return markdown_table(["task", "budget", "obs", *methods, *shown], lines)
 
 
+def _cpu_mean(rows: list[dict[str, Any]]) -> float | None:
+    """Mean training CPU time, or None where a row (an older one) lacks it."""
+    if not all("train_cpu_seconds" in r for r in rows):
+        return None
+    return _mean(rows, "train_cpu_seconds")
+
+
 def _cost_cell(rows: list[dict[str, Any]]) -> str:
     """``wall s (cpu s) / epochs / draw-call s``; older rows lack the CPU time."""
-    cpu = [r["train_cpu_seconds"] for r in rows if "train_cpu_seconds" in r]
+    cpu = _cpu_mean(rows)
     train = f"{_mean(rows, 'train_seconds'):.0f} s"
-    if len(cpu) == len(rows):
-        train += f" ({statistics.fmean(cpu):.0f} s CPU)"
+    if cpu is not None:
+        train += f" ({cpu:.0f} s CPU)"
     return f"{train} / {_mean(rows, 'epochs'):.0f} ep / {_mean(rows, 'sample_seconds_mean'):.2f} s"
 
 
@@ -182,7 +189,12 @@ def versus_table(rows: list[dict[str, Any]], method: str, baseline: str) -> list
         if all("c2st_sbibm_mean" in r for r in a + b):
             sbibm = f"{_mean(a, 'c2st_sbibm_mean'):.3f} / {_mean(b, 'c2st_sbibm_mean'):.3f}"
         train_a, train_b = _mean(a, "train_seconds"), _mean(b, "train_seconds")
-        cpu_a, cpu_b = _mean(a, "train_cpu_seconds"), _mean(b, "train_cpu_seconds")
+        cpu_a, cpu_b = _cpu_mean(a), _cpu_mean(b)
+        cpu = (
+            "–"
+            if cpu_a is None or cpu_b is None
+            else f"{cpu_a:.0f} s / {cpu_b:.0f} s ({cpu_a / cpu_b:.2f}x)"
+        )
         draw_a, draw_b = _mean(a, "sample_seconds_mean"), _mean(b, "sample_seconds_mean")
         lines.append(
             [
@@ -195,7 +207,7 @@ def versus_table(rows: list[dict[str, Any]], method: str, baseline: str) -> list
                 verdict(differences),
                 sbibm,
                 f"{train_a:.0f} s / {train_b:.0f} s ({train_a / train_b:.2f}x)",
-                f"{cpu_a:.0f} s / {cpu_b:.0f} s ({cpu_a / cpu_b:.2f}x)",
+                cpu,
                 f"{draw_a:.3f} s / {draw_b:.3f} s ({draw_b / draw_a:.1f}x)",
             ]
         )
