@@ -15,6 +15,7 @@ import json
 import time
 from typing import Any
 
+from .hyperparameters import JobOptions
 from .queue import EVENTS_MAXLEN, TRAIN_GROUP, Keys, decode
 
 # The job hash's fields: the request, then the state the worker writes.
@@ -23,7 +24,7 @@ FIELDS = (
     "status",
     "dataset_id",
     "family",
-    "hyperparameters",  # JSON
+    "hyperparameters",  # JSON, the normalized form (hyperparameters.JobOptions.to_dict)
     "prior",  # JSON, "" for none
     "name",
     "created_at",
@@ -47,8 +48,7 @@ def create(
     job_id: str,
     *,
     dataset_id: str,
-    family: str,
-    hyperparameters: dict[str, Any],
+    options: JobOptions,
     prior: dict[str, Any] | None,
     name: str | None,
 ) -> None:
@@ -58,8 +58,8 @@ def create(
         "job_id": job_id,
         "status": "queued",
         "dataset_id": dataset_id,
-        "family": family,
-        "hyperparameters": json.dumps(hyperparameters),
+        "family": options.family,
+        "hyperparameters": json.dumps(options.to_dict()),
         "prior": json.dumps(prior) if prior else "",
         "name": name or "",
         "created_at": now,

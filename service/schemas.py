@@ -77,6 +77,13 @@ class PriorSpec(BaseModel):
     high: list[StrictFloat | None] = Field(min_length=1)
 
 
+HYPERPARAMETERS_STORED = (
+    'every option the job trains with, defaults included: `{"model": {family options}, '
+    '"training": {training options}}`, the same on the job and on its model (the device '
+    "is the worker's; the model's `training.device` names it)"
+)
+
+
 class JobRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
     dataset_id: str
@@ -84,7 +91,8 @@ class JobRequest(BaseModel):
     hyperparameters: dict[str, Any] = Field(
         default_factory=dict,
         description="family options (e.g. hidden_features, beta, blocks) and training "
-        "options (e.g. max_epochs, batch_size, learning_rate); unknown keys are refused",
+        "options (e.g. max_epochs, batch_size, learning_rate), flat; unknown keys are "
+        "refused, and so is `device` (each worker trains on its own device)",
         examples=[{"max_epochs": 200}],
     )
     prior: PriorSpec | None = None
@@ -110,7 +118,7 @@ class JobInfo(BaseModel):
     dataset_id: str | None
     family: str | None
     name: str | None
-    hyperparameters: dict[str, Any]
+    hyperparameters: dict[str, Any] = Field(description=HYPERPARAMETERS_STORED)
     prior: dict[str, Any] | None
     progress: JobProgress
     model_id: str | None
@@ -131,7 +139,7 @@ class ModelInfo(BaseModel):
     x_dim: int
     dataset_id: str
     job_id: str
-    hyperparameters: dict[str, Any]
+    hyperparameters: dict[str, Any] = Field(description=HYPERPARAMETERS_STORED)
     prior: dict[str, Any]
     log_prob_kind: str
     training: dict[str, Any] = Field(description="epochs, train/validation loss curves, time")

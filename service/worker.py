@@ -41,16 +41,15 @@ from sbiserve.models import (
     ModelError,
     PosteriorEstimator,
     TrainingCancelled,
-    build_estimator,
     fit,
     prepare_for_serving,
     resolve_device,
-    split_options,
 )
 
 from . import jobs
 from .batching import draws_of, sample_many, split_by_draws
 from .errors import ServiceError
+from .hyperparameters import from_stored
 from .job_diagnostics import dataset_names, run_diagnostics
 from .queue import SAMPLE_GROUP, TERMINAL, TRAIN_GROUP, Keys, decode
 from .sample_lane import Outbox, decode_request, encode_array, error_reply
@@ -287,11 +286,13 @@ class Worker:
 
     def _train(self, job_id: str, job: dict[str, Any], message_id: bytes) -> None:
         theta, x = self.datasets.load(job["dataset_id"])
-        options = json.loads(job.get("hyperparameters") or "{}")
-        options["device"] = str(self.device)  # the worker decides where it trains
-        model_config, train_config = split_options(job["family"], options)
+        # Checked by the route when the job was made; trained on this worker's device.
+        options = from_stored(
+            job["family"], json.loads(job.get("hyperparameters") or "{}"), self.device
+        )
+        train_config = options.training
         prior = BoxPrior.from_dict(json.loads(job["prior"])) if job.get("prior") else None
-        estimator = build_estimator(job["family"], theta.shape[1], x.shape[1], model_config, prior)
+        estimator = options.build(theta.shape[1], x.shape[1], prior)
         self.redis.hset(self.keys.job(job_id), "max_epochs", train_config.max_epochs)
 
         def progress(info: EpochInfo) -> None:
@@ -359,10 +360,7 @@ class Worker:
                     "x_dim": int(x.shape[1]),
                     "dataset_id": job["dataset_id"],
                     "job_id": job_id,
-                    "hyperparameters": {
-                        "model": model_config.to_dict(),
-                        "training": train_config.to_dict(),
-                    },
+                    "hyperparameters": options.to_dict(),  # what the job shows
                     "prior": estimator.prior.to_dict(),
                     "log_prob_kind": estimator.log_prob_kind,
                     "training": result.to_dict(),

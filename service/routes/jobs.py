@@ -14,10 +14,11 @@ import numpy as np
 from fastapi import APIRouter, Header, Query, Response
 from fastapi.responses import StreamingResponse
 
-from sbiserve.models import BoxPrior, ModelError, get_family, split_options
+from sbiserve.models import BoxPrior, ModelError
 
 from .. import jobs
 from ..errors import Conflict, InvalidInput, NotFound
+from ..hyperparameters import normalize
 from ..queue import TERMINAL, decode
 from ..schemas import ErrorBody, JobAccepted, JobInfo, JobRequest
 from ..state import StateDep
@@ -65,23 +66,13 @@ async def create_job(
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> Any:
     dataset = state.datasets.get(body.dataset_id)
-    if "device" in body.hyperparameters:
-        raise InvalidInput(
-            "device is not a job option: each worker trains on its own device "
-            "(SBISERVE_DEVICE, `sbiserve worker --device`); leave it out",
-            "hyperparameters",
-        )
-    for field, check in (
-        ("family", lambda: get_family(body.family)),
-        ("hyperparameters", lambda: split_options(body.family, body.hyperparameters)),
-        ("prior", lambda: BoxPrior.from_dict(body.prior.model_dump()) if body.prior else None),
-    ):
+    options = normalize(body.family, body.hyperparameters)  # the only parse of the options
+    prior = None
+    if body.prior is not None:
         try:
-            result = check()
-        except ModelError as e:  # Config names the option (null ones included)
-            raise InvalidInput(str(e), field) from None
-    prior = result
-    if prior is not None:
+            prior = BoxPrior.from_dict(body.prior.model_dump())
+        except ModelError as e:
+            raise InvalidInput(str(e), "prior") from None
         _check_prior(prior, dataset)
     job_id = uuid.uuid4().hex
     keys = state.keys
@@ -110,8 +101,7 @@ async def create_job(
         keys,
         job_id,
         dataset_id=body.dataset_id,
-        family=body.family,
-        hyperparameters=body.hyperparameters,
+        options=options,
         prior=prior.to_dict() if prior else None,
         name=body.name,
     )

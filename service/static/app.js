@@ -191,7 +191,7 @@ async function jobPage(jobId) {
     h("dt", {}, "job"), h("dd", { class: "id" }, job.job_id),
     h("dt", {}, "family"), h("dd", {}, job.family || "—"),
     h("dt", {}, "dataset"), h("dd", { class: "id" }, job.dataset_id || "—"),
-    h("dt", {}, "hyperparameters"), h("dd", {}, h("code", {}, JSON.stringify(job.hyperparameters))),
+    h("dt", {}, "hyperparameters"), h("dd", {}, h("code", {}, JSON.stringify(job.hyperparameters, null, 1))),
   );
   const controller = new AbortController();
   cleanup.push(() => controller.abort());

@@ -73,6 +73,11 @@ def test_upload_train_events_sample(api: httpx.Client) -> None:
     assert model["dataset_id"] == dataset["dataset_id"] and model["job_id"] == job_id
     assert len(model["training"]["val_losses"]) == 3 and model["log_prob_kind"] == "none"
     assert model["hyperparameters"]["model"]["blocks"] == 2
+    # One normalized form, on the job and the model alike; the device is the worker's.
+    assert job["hyperparameters"] == model["hyperparameters"]
+    assert job["hyperparameters"]["training"]["max_epochs"] == 3
+    assert "device" not in job["hyperparameters"]["training"]
+    assert model["training"]["device"] == "cpu"
     assert model_id in [m["model_id"] for m in api.get("/v1/models").json()]
 
     # One observation -> (n, theta_dim); a batch -> (n, batch, theta_dim); inside the prior.

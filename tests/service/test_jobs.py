@@ -10,6 +10,7 @@ import pytest
 import redis
 
 from sbiserve.service import jobs
+from sbiserve.service.hyperparameters import normalize
 from sbiserve.service.queue import TRAIN_GROUP, Keys, decode
 from sbiserve.service.settings import Settings
 
@@ -44,10 +45,12 @@ def take(client: redis.Redis, keys: Keys) -> bytes:
 def test_a_job_from_creation_to_its_model(lane: tuple[redis.Redis, Keys]) -> None:
     client, keys = lane
     prior = {"type": "box", "low": [-1], "high": [1]}
-    run(client, jobs.create, keys, "j1", dataset_id="d1", family="energy_flow",
-        hyperparameters={"max_epochs": 2}, prior=prior, name=None)  # fmt: skip
+    options = normalize("energy_flow", {"max_epochs": 2})
+    run(client, jobs.create, keys, "j1", dataset_id="d1", options=options, prior=prior, name=None)
     view = jobs.view(client.hgetall(keys.job("j1")))
-    assert view["status"] == "queued" and view["hyperparameters"] == {"max_epochs": 2}
+    assert view["status"] == "queued" and view["family"] == "energy_flow"
+    assert view["hyperparameters"] == options.to_dict()
+    assert view["hyperparameters"]["training"]["max_epochs"] == 2
     assert view["prior"] == prior and view["name"] is None and view["attempts"] == 0
     assert decode(client.smembers(keys.dataset_jobs("d1"))) == ["j1"]
 

@@ -1,0 +1,64 @@
+"""A job's options: checked once by the route, stored in one form, rebuilt by the worker."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import torch
+
+from sbiserve.models import EnergyFlowConfig, TrainConfig, split_options
+from sbiserve.service.errors import InvalidInput
+from sbiserve.service.hyperparameters import from_stored, normalize
+
+ASKED = {"hidden_features": [8, 8], "max_epochs": 3, "learning_rate": 0.01}
+
+
+def test_the_stored_form_holds_every_option_with_its_value_but_no_device() -> None:
+    stored = normalize("energy_flow", ASKED).to_dict()
+    assert set(stored) == {"model", "training"}
+    assert stored["model"] == {**EnergyFlowConfig().to_dict(), "hidden_features": [8, 8]}
+    defaults = {k: v for k, v in TrainConfig().to_dict().items() if k != "device"}
+    assert stored["training"] == {**defaults, "max_epochs": 3, "learning_rate": 0.01}
+
+
+def test_the_worker_trains_with_what_the_route_accepted_on_its_own_device() -> None:
+    accepted = normalize("energy_flow", ASKED)
+    options = from_stored("energy_flow", accepted.to_dict(), torch.device("cpu"))
+    assert options.model == accepted.model
+    assert options.training == TrainConfig(**{**accepted.training.to_dict(), "device": "cpu"})
+    assert options.to_dict() == accepted.to_dict()  # what the model's metadata gets
+    estimator = options.build(2, 3, None)
+    assert estimator.config == accepted.model and type(estimator).__name__ == "EnergyFlow"
+
+
+def test_a_job_queued_before_the_stored_form_still_trains_as_it_asked() -> None:
+    # Such jobs stored the user's flat options; the worker used to overwrite the device.
+    legacy = {**ASKED, "device": "cuda:3"}
+    options = from_stored("energy_flow", legacy, "cpu")
+    model, training = split_options("energy_flow", {**ASKED, "device": "cpu"})
+    assert (options.model, options.training) == (model, training)
+    assert from_stored("energy_flow", {}, "cpu").to_dict() == normalize("energy_flow", {}).to_dict()
+
+
+OPTIONS = "hyperparameters"  # the field that names a bad option
+BAD: list[tuple[str, str, dict[str, Any], str, str]] = [
+    ("device", "energy_flow", {"device": "cuda"}, "device is not a job option", OPTIONS),
+    ("unknown family", "nope", {}, "unknown family", "family"),
+    ("unknown family, options too", "nope", {"max_epochs": 2}, "unknown family", "family"),
+    ("unknown option", "energy_flow", {"hiden": 1}, "hiden", OPTIONS),
+    ("null", "energy_flow", {"max_epochs": None}, "max_epochs", OPTIONS),
+    ("out of range", "energy_flow", {"batch_size": 0}, "batch_size", OPTIONS),
+    ("wrong type", "energy_flow", {"hidden_features": "wide"}, "hidden_features", OPTIONS),
+]
+
+
+@pytest.mark.parametrize(
+    ("family", "options", "words", "field"), [row[1:] for row in BAD], ids=[r[0] for r in BAD]
+)
+def test_bad_options_are_refused_naming_the_field(
+    family: str, options: dict[str, Any], words: str, field: str
+) -> None:
+    with pytest.raises(InvalidInput) as raised:
+        normalize(family, options)
+    assert words in raised.value.message and raised.value.field == field
