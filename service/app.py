@@ -33,6 +33,7 @@ from sbiserve.models import ModelError
 
 from .errors import PayloadTooLarge, ServiceError, Unauthorized, error_field, redact
 from .metrics import Metrics
+from .model_lookup import ModelLookup
 from .queue import Keys
 from .schemas import ErrorBody
 from .settings import Settings, get_settings
@@ -253,15 +254,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         client = redis_client(settings, settings.redis_timeout_s)
         # Its socket timeout must outlast the BLPOP on which sampling waits.
         blocking = redis_client(settings, settings.sample_timeout_s + 5)
+        models = ModelStore(settings.data_dir)
         app.state.sbiserve = AppState(
             settings=settings,
             redis=client,
             redis_blocking=blocking,
             keys=Keys(settings.key_prefix),
             datasets=DatasetStore(settings.data_dir),
-            models=ModelStore(settings.data_dir),
+            models=models,
             metrics=metrics,
-            model_meta={},
+            model_lookup=ModelLookup(models, settings.model_ref_ttl_s),
         )
         # Everything built so far lives as long as the app: out of the collector's sight,
         # a full collection no longer walks it (such pauses of 0.2-0.4 s were the p99).

@@ -45,6 +45,14 @@ class Settings(BaseSettings):
     max_observations: int = Field(1_000, description="Most observations in one request.")
     max_total_draws: int = Field(2_000_000, description="Largest num_samples x observations.")
     sample_timeout_s: float = Field(30.0, description="How long the API waits for a worker.")
+    model_ref_ttl_s: float = Field(
+        1.0,
+        ge=0,
+        description="How long the API keeps what a model reference (id or alias) resolved "
+        "to before reading the registry on disk again. Its own alias and delete routes "
+        "take effect at once; those of another API process on the same data directory "
+        "within this time.",
+    )
     redis_timeout_s: float = Field(
         0.75,
         gt=0,

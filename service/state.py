@@ -12,6 +12,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 
 from .metrics import Metrics
+from .model_lookup import ModelLookup
 from .queue import Keys
 from .settings import Settings
 from .stores import DatasetStore, ModelStore
@@ -31,7 +32,7 @@ class AppState:
     datasets: DatasetStore
     models: ModelStore
     metrics: Metrics
-    model_meta: dict[str, dict[str, Any]]  # model id -> metadata, cached (ids are immutable)
+    model_lookup: ModelLookup  # model references on the request path (off the event loop)
 
 
 async def get_state(request: Request) -> AppState:

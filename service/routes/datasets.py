@@ -178,7 +178,7 @@ async def get_dataset(dataset_id: str, state: StateDep) -> Any:
 
 @router.delete("/{dataset_id}", status_code=204, responses=ERRORS, summary="Delete a dataset")
 async def delete_dataset(dataset_id: str, state: StateDep) -> Response:
-    state.datasets.path(dataset_id)
+    await run_in_threadpool(state.datasets.path, dataset_id)  # NotFound for an unknown id
     for job_id in decode(await state.redis.smembers(state.keys.dataset_jobs(dataset_id))):
         status = decode(await state.redis.hget(state.keys.job(job_id), "status"))
         if status in ACTIVE:

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 import numpy as np
 from fastapi import APIRouter, Header, Query, Response
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
 from sbiserve.models import BoxPrior, ModelError
@@ -65,7 +66,7 @@ async def create_job(
     state: StateDep,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> Any:
-    dataset = state.datasets.get(body.dataset_id)
+    dataset = await run_in_threadpool(state.datasets.get, body.dataset_id)
     options = normalize(body.family, body.hyperparameters)  # the only parse of the options
     prior = None
     if body.prior is not None:

@@ -17,7 +17,7 @@ from .. import plots
 from ..errors import InvalidInput, NotFound
 from ..schemas import ErrorBody, PosteriorPlotRequest
 from ..state import StateDep
-from .posterior import _draw, _meta, _observations
+from .posterior import _draw, _observations
 
 router = APIRouter(tags=["plots"])
 PNG: dict[int | str, dict[str, Any]] = {
@@ -71,7 +71,7 @@ async def model_plot(
             + ", ".join(f"{n}.png" for n in plots.MODEL_PLOTS),
             "name",
         )
-    meta = _meta(state, model_ref)
+    meta = await state.model_lookup.meta(model_ref)
     png = await run_in_threadpool(_render_model_plot, meta, name, width, height)
     return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
 
@@ -86,7 +86,7 @@ async def model_plot(
     "upload. `theta` (optional) marks a parameter vector, e.g. the true one.",
 )
 async def posterior_plot(body: PosteriorPlotRequest, state: StateDep) -> Response:
-    meta = _meta(state, body.model)
+    meta = await state.model_lookup.meta(body.model)
     x, single = _observations(body.x, meta["x_dim"])
     if not single:
         raise InvalidInput("a pair plot is for one observation: send x as [x_dim] values", "x")

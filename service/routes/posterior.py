@@ -35,13 +35,6 @@ class WorkerTimeout(ServiceError):
     code = "timeout"
 
 
-def _meta(state: AppState, ref: str) -> dict[str, Any]:
-    model_id = state.models.resolve(ref)
-    if model_id not in state.model_meta:
-        state.model_meta[model_id] = state.models.get(model_id)
-    return state.model_meta[model_id]
-
-
 def _observations(value: Any, x_dim: int) -> tuple[np.ndarray, bool]:
     """``x`` as ``(B, x_dim)`` float32 and whether a single observation was sent."""
     array = from_json(value, "x")
@@ -131,7 +124,7 @@ SAMPLE_DESCRIPTION = (
 )
 async def sample(body: SampleRequest, request: Request, state: StateDep) -> Any:
     settings = state.settings
-    meta = _meta(state, body.model)
+    meta = await state.model_lookup.meta(body.model)
     x, single = _observations(body.x, meta["x_dim"])
     if body.num_samples > settings.max_num_samples:
         raise InvalidInput(
@@ -180,7 +173,7 @@ async def sample(body: SampleRequest, request: Request, state: StateDep) -> Any:
     "422 for families without a density (energy flows are pure generators).",
 )
 async def log_prob(body: LogProbRequest, state: StateDep) -> Any:
-    meta = _meta(state, body.model)
+    meta = await state.model_lookup.meta(body.model)
     if meta["log_prob_kind"] == "none":
         raise NoDensity(
             f"model {meta['model_id']} (family {meta['family']}) is a generator without a density: "

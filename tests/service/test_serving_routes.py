@@ -42,3 +42,26 @@ def test_limits_are_published(api: httpx.Client, stack: LocalStack) -> None:
     assert (
         "/v1/limits" in paths and "alias" in paths["/posterior/sample"]["post"]["summary"].lower()
     )
+
+
+def test_a_moved_or_deleted_alias_is_seen_by_the_next_request(api: httpx.Client) -> None:
+    first, second = (train(api, seed=seed)["model_id"] for seed in (72, 73))
+    body = {"model": "moving", "x": [0.1, 0.2, 0.0], "num_samples": 2}
+
+    def answered_by() -> str | int:
+        response = api.post("/v1/posterior/sample", json=body)
+        return response.json()["model_id"] if response.status_code == 200 else response.status_code
+
+    assert answered_by() == 404
+    api.put(f"/v1/models/{first}/aliases/moving").raise_for_status()
+    assert answered_by() == first
+    api.put(f"/v1/models/{second}/aliases/moving").raise_for_status()
+    assert answered_by() == second  # at once, though the first answer is remembered
+    assert api.delete(f"/v1/models/{second}/aliases/moving").status_code == 204
+    assert answered_by() == 404
+    api.put(f"/v1/models/{first}/aliases/moving").raise_for_status()
+    assert answered_by() == first
+    assert api.delete(f"/v1/models/{first}").status_code == 204
+    assert answered_by() == 404
+    gone = api.post("/v1/posterior/sample", json={**body, "model": first})
+    assert gone.status_code == 404 and gone.json()["error"]["field"] == "model"
