@@ -24,7 +24,8 @@ from sbiserve.models.diagnostics import (
     held_out_indices,
 )
 
-from .queue import EVENTS_MAXLEN, Keys
+from . import jobs
+from .queue import Keys
 from .settings import Settings
 
 log = logging.getLogger("sbiserve.worker")
@@ -70,15 +71,8 @@ def run_diagnostics(
     )
 
     def progress(stage: str, done: int, total: int) -> None:
-        fields = {"diagnostics_stage": stage, "diagnostics_done": done}
         pipe = redis.pipeline()
-        pipe.hset(keys.job(job_id), mapping={**fields, "diagnostics_total": total})
-        pipe.xadd(
-            keys.events(job_id),
-            {"type": "diagnostics", "stage": stage, "done": str(done), "total": str(total)},
-            maxlen=EVENTS_MAXLEN,
-            approximate=True,
-        )
+        jobs.diagnostics_progress(pipe, keys, job_id, stage, done, total)
         pipe.execute()
 
     rows = held_out_indices(theta.shape[0], train_config).numpy()

@@ -2,15 +2,21 @@
 
 A job lives in the hash ``<p>:job:<id>`` (:data:`FIELDS`), its events in the stream
 ``<p>:job:<id>:events``, its place in the train lane as one stream entry. The routes
-create, view and cancel jobs; the worker marks them running, reports progress, finishes,
-requeues or dead-letters them and publishes their model once; ``/metrics`` reads their
-epoch. Every writer here queues its commands on a pipeline it is given, sync
-(``redis.Redis``, the worker) or asyncio (``redis.asyncio``, the API) alike: queuing is
-synchronous in both, the caller executes.
+create, view and cancel jobs; the worker marks them running, reports progress and
+diagnostics, finishes, requeues or dead-letters them and publishes their model once;
+``/metrics`` reads their epoch, the dataset routes their status. No other module names a
+field of the hash or a key of a job.
+
+Every writer here queues its commands on a pipeline it is given, sync (``redis.Redis``,
+the worker) or asyncio (``redis.asyncio``, the API) alike: queuing is synchronous in
+both, the caller executes. A reader (:func:`read`, :func:`cancel_requested`,
+:func:`read_events`) returns what the client it is given returns: the reply on a sync
+client, an awaitable on an asyncio one; :meth:`Job.from_hash` and :func:`event` parse it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from typing import Any
@@ -39,7 +45,132 @@ FIELDS = (
     "val_loss",
     "model_id",
     "error",
+    "diagnostics_stage",
+    "diagnostics_done",
+    "diagnostics_total",
 )
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+    """A job hash, parsed (``None`` for what is not set yet)."""
+
+    job_id: str
+    status: str
+    dataset_id: str | None
+    family: str | None
+    hyperparameters: dict[str, Any]  # the stored form, see hyperparameters.from_stored
+    prior: dict[str, Any] | None
+    name: str | None
+    created_at: float | None
+    attempts: int
+    worker: str | None
+    started_at: float | None
+    finished_at: float | None
+    epoch: int
+    max_epochs: int | None
+    train_loss: float | None
+    val_loss: float | None
+    model_id: str | None
+    error: str | None
+
+    @classmethod
+    def from_hash(cls, raw: dict[Any, Any]) -> Job | None:
+        """The job of a hash as Redis returns it; ``None`` for an empty one (no such job)."""
+        job = decode(raw)
+        if not job:
+            return None
+
+        def number(name: str, kind: type = float) -> Any:
+            value = job.get(name)
+            return kind(value) if value not in (None, "") else None
+
+        return cls(
+            job_id=job["job_id"],
+            status=job["status"],
+            dataset_id=job.get("dataset_id") or None,
+            family=job.get("family") or None,
+            hyperparameters=json.loads(job.get("hyperparameters") or "{}"),
+            prior=json.loads(job["prior"]) if job.get("prior") else None,
+            name=job.get("name") or None,
+            created_at=number("created_at"),
+            attempts=number("attempts", int) or 0,
+            worker=job.get("worker") or None,
+            started_at=number("started_at"),
+            finished_at=number("finished_at"),
+            epoch=number("epoch", int) or 0,
+            max_epochs=number("max_epochs", int),
+            train_loss=number("train_loss"),
+            val_loss=number("val_loss"),
+            model_id=job.get("model_id") or None,
+            error=job.get("error") or None,
+        )
+
+    def view(self) -> dict[str, Any]:
+        """The public view (``GET /v1/jobs/{id}``)."""
+        return {
+            "job_id": self.job_id,
+            "status": self.status,
+            "dataset_id": self.dataset_id,
+            "family": self.family,
+            "name": self.name,
+            "hyperparameters": self.hyperparameters,
+            "prior": self.prior,
+            "progress": {
+                "epoch": self.epoch,
+                "max_epochs": self.max_epochs,
+                "train_loss": self.train_loss,
+                "val_loss": self.val_loss,
+            },
+            "model_id": self.model_id,
+            "error": self.error,
+            "attempts": self.attempts,
+            "worker": self.worker,
+            "created_at": self.created_at,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+        }
+
+
+def read(client: Any, keys: Keys, job_id: str) -> Any:
+    """The job's hash (for :meth:`Job.from_hash`): the reply, or an awaitable of it."""
+    return client.hgetall(keys.job(job_id))
+
+
+def recent(client: Any, keys: Keys, limit: int) -> Any:
+    """The ids of the ``limit`` newest jobs, newest first: the reply, or an awaitable."""
+    return client.zrevrange(keys.jobs, 0, limit - 1)
+
+
+def of_dataset(client: Any, keys: Keys, dataset_id: str) -> Any:
+    """The ids of the unfinished jobs of a dataset: the reply, or an awaitable."""
+    return client.smembers(keys.dataset_jobs(dataset_id))
+
+
+def cancel_requested(client: Any, keys: Keys, job_id: str) -> Any:
+    """Whether someone asked the job to stop (:func:`cancel`): the reply, or an awaitable."""
+    return client.exists(keys.cancel(job_id))
+
+
+def read_events(client: Any, keys: Keys, job_id: str, after: str, block_ms: int) -> Any:
+    """The job's events after the id ``after`` (``XREAD``, waiting up to ``block_ms``)."""
+    return client.xread({keys.events(job_id): after}, block=block_ms)
+
+
+def event(fields: dict[Any, Any]) -> tuple[str, dict[str, Any]]:
+    """An event of the job's stream as its kind (``progress``, ``diagnostics``, ``status``)
+    and its data, numbers typed."""
+    data = decode(fields)
+    kind = data.pop("type", "progress")
+    for name, kind_of in (
+        ("epoch", int),
+        ("max_epochs", int),
+        ("train_loss", float),
+        ("val_loss", float),
+    ):
+        if name in data:
+            data[name] = kind_of(data[name])
+    return kind, data
 
 
 def create(
@@ -96,11 +227,26 @@ def cancel(pipe: Any, keys: Keys, job_id: str, dataset_id: str, ttl_s: int) -> N
     )
 
 
+def count_attempt(pipe: Any, keys: Keys, job_id: str) -> None:
+    """One more start of the job (the pipeline's result: the count, this one included)."""
+    pipe.hincrby(keys.job(job_id), "attempts", 1)
+
+
 def mark_running(pipe: Any, keys: Keys, job_id: str, worker: str) -> None:
     """The worker ``worker`` has started the job."""
     pipe.hset(
         keys.job(job_id), mapping={"status": "running", "worker": worker, "started_at": time.time()}
     )
+
+
+def training_started(pipe: Any, keys: Keys, job_id: str, max_epochs: int) -> None:
+    """Training has begun, for at most ``max_epochs`` epochs."""
+    pipe.hset(keys.job(job_id), "max_epochs", max_epochs)
+
+
+def heartbeat(pipe: Any, keys: Keys, job_id: str, now: float) -> None:
+    """The worker running the job is alive at ``now``."""
+    pipe.hset(keys.job(job_id), "heartbeat_at", now)
 
 
 def progress(pipe: Any, keys: Keys, job_id: str, fields: dict[str, Any]) -> None:
@@ -113,6 +259,20 @@ def progress(pipe: Any, keys: Keys, job_id: str, fields: dict[str, Any]) -> None
         approximate=True,
     )
     pipe.hincrby(keys.stats, "epochs_trained", 1)
+
+
+def diagnostics_progress(
+    pipe: Any, keys: Keys, job_id: str, stage: str, done: int, total: int
+) -> None:
+    """The diagnostics after training: ``done`` of ``total`` in ``stage``, and an event."""
+    fields = {"diagnostics_stage": stage, "diagnostics_done": done, "diagnostics_total": total}
+    pipe.hset(keys.job(job_id), mapping=fields)
+    pipe.xadd(
+        keys.events(job_id),
+        {"type": "diagnostics", "stage": stage, "done": str(done), "total": str(total)},
+        maxlen=EVENTS_MAXLEN,
+        approximate=True,
+    )
 
 
 def finish(
@@ -159,45 +319,16 @@ def dead_letter(pipe: Any, keys: Keys, job_id: str, error: str) -> None:
     pipe.xadd(keys.dead, {"job_id": job_id, "error": error})
 
 
-def publish_once(redis: Any, keys: Keys, job_id: str, model_id: str, exists: Any) -> bool:
-    """Whether this attempt publishes the job's model: the first to set ``model_id`` does,
-    unless that winner died before its files were in place (``exists(id)`` is false)."""
+def publish_once(
+    redis: Any, keys: Keys, job_id: str, model_id: str, exists: Any
+) -> tuple[bool, str]:
+    """Whether this attempt publishes the job's model, and the job's model id: the first
+    attempt to set ``model_id`` publishes, unless that winner died before its files were in
+    place (``exists(id)`` is false). Sync client only."""
     if redis.hsetnx(keys.job(job_id), "model_id", model_id):
-        return True
+        return True, model_id
     earlier = decode(redis.hget(keys.job(job_id), "model_id"))
     if exists(earlier):
-        return False
+        return False, earlier
     redis.hset(keys.job(job_id), "model_id", model_id)
-    return True
-
-
-def view(raw: dict[Any, Any]) -> dict[str, Any]:
-    """The public view of a job hash (``GET /v1/jobs/{id}``)."""
-    job = decode(raw)
-
-    def number(name: str, kind: type = float) -> Any:
-        value = job.get(name)
-        return kind(value) if value not in (None, "") else None
-
-    return {
-        "job_id": job["job_id"],
-        "status": job["status"],
-        "dataset_id": job.get("dataset_id"),
-        "family": job.get("family"),
-        "name": job.get("name") or None,
-        "hyperparameters": json.loads(job.get("hyperparameters") or "{}"),
-        "prior": json.loads(job["prior"]) if job.get("prior") else None,
-        "progress": {
-            "epoch": number("epoch", int) or 0,
-            "max_epochs": number("max_epochs", int),
-            "train_loss": number("train_loss"),
-            "val_loss": number("val_loss"),
-        },
-        "model_id": job.get("model_id") or None,
-        "error": job.get("error") or None,
-        "attempts": number("attempts", int) or 0,
-        "worker": job.get("worker") or None,
-        "created_at": number("created_at"),
-        "started_at": number("started_at"),
-        "finished_at": number("finished_at"),
-    }
+    return True, model_id

@@ -14,6 +14,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from . import jobs
 from .queue import SAMPLE_GROUP, TRAIN_GROUP, Keys, decode
 
 BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
@@ -43,10 +44,10 @@ class RedisSnapshot:
         workers = []
         for name in decode(await redis.zrangebyscore(keys.workers, now - worker_ttl_s, "+inf")):
             info = decode(await redis.hgetall(keys.worker_info(name)))
-            epoch = None
+            job = None
             if info.get("job"):
-                epoch = decode(await redis.hget(keys.job(info["job"]), "epoch"))
-            workers.append((name, info, epoch))
+                job = jobs.Job.from_hash(await jobs.read(redis, keys, info["job"]))
+            workers.append((name, info, job.epoch if job else None))
         dead = await redis.xlen(keys.dead)
         self.data = {"stats": stats, "depths": depths, "workers": workers, "dead": dead}
 

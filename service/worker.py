@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import json
 import logging
 import os
 import shutil
@@ -200,7 +199,7 @@ class Worker:
         if current is not None:
             # Resetting the idle time tells other workers this job is not abandoned.
             pipe.xclaim(self.keys.train, TRAIN_GROUP, self.name, 0, [current[1]], justid=True)
-            pipe.hset(self.keys.job(current[0]), "heartbeat_at", now)
+            jobs.heartbeat(pipe, self.keys, current[0], now)
         pipe.time()
         self._sync_clock(pipe.execute()[-1])
         self.stopping.wait(self.settings.heartbeat_s)
@@ -231,37 +230,38 @@ class Worker:
             self._run_job(decode(fields)["job_id"], message_id)
 
     def _finish(
-        self, job_id: str, message_id: bytes, status: str, dead: str | None = None, **fields: Any
+        self, job: jobs.Job, message_id: bytes, status: str, dead: str | None = None, **fields: Any
     ) -> None:
         """Marks a job terminal (first on the dead-letter stream with ``dead`` as error)."""
-        dataset_id = decode(self.redis.hget(self.keys.job(job_id), "dataset_id"))
         pipe = self.redis.pipeline()
         if dead is not None:
-            jobs.dead_letter(pipe, self.keys, job_id, dead)
-        jobs.finish(pipe, self.keys, job_id, dataset_id, message_id, status, **fields)
+            jobs.dead_letter(pipe, self.keys, job.job_id, dead)
+        jobs.finish(pipe, self.keys, job.job_id, job.dataset_id, message_id, status, **fields)
         pipe.execute()
 
     def _run_job(self, job_id: str, message_id: bytes) -> None:
-        job = decode(self.redis.hgetall(self.keys.job(job_id)))
-        if not job or job.get("status") in TERMINAL:
+        job = jobs.Job.from_hash(jobs.read(self.redis, self.keys, job_id))
+        if job is None or job.status in TERMINAL:
             self.redis.xack(self.keys.train, TRAIN_GROUP, message_id)
             return
-        if self.redis.exists(self.keys.cancel(job_id)):
-            self._finish(job_id, message_id, "cancelled")
+        if jobs.cancel_requested(self.redis, self.keys, job_id):
+            self._finish(job, message_id, "cancelled")
             return
-        attempts = self.redis.hincrby(self.keys.job(job_id), "attempts", 1)
+        pipe = self.redis.pipeline()
+        jobs.count_attempt(pipe, self.keys, job_id)
+        [attempts] = pipe.execute()
         if attempts > self.settings.max_attempts:
-            error = f"gave up after {attempts - 1} attempt(s); last error: {job.get('error', '')}"
-            self._finish(job_id, message_id, "failed", dead=error, error=error)
+            error = f"gave up after {attempts - 1} attempt(s); last error: {job.error or ''}"
+            self._finish(job, message_id, "failed", dead=error, error=error)
             return
         pipe = self.redis.pipeline()
         jobs.mark_running(pipe, self.keys, job_id, self.name)
         pipe.execute()
         self.current = (job_id, message_id)
         try:
-            self._train(job_id, job, message_id)
+            self._train(job, message_id)
         except TrainingCancelled:
-            self._finish(job_id, message_id, "cancelled")
+            self._finish(job, message_id, "cancelled")
         except WorkerStopping:
             # Hand the job back at once rather than waiting for a reclaim.
             pipe = self.redis.pipeline()
@@ -269,14 +269,14 @@ class Worker:
             pipe.execute()
         except (ModelError, ServiceError) as e:
             # The request itself is wrong (options, data outside the prior): no retry.
-            self._finish(job_id, message_id, "failed", error=str(getattr(e, "message", e)))
+            self._finish(job, message_id, "failed", error=str(getattr(e, "message", e)))
         except REDIS_DOWN:
             raise  # the message stays pending and is reclaimed later
         except Exception as e:
             log.exception("job %s failed", job_id)
             error = f"{type(e).__name__}: {e}"
             if attempts >= self.settings.max_attempts:
-                self._finish(job_id, message_id, "failed", dead=error, error=error)
+                self._finish(job, message_id, "failed", dead=error, error=error)
             else:
                 pipe = self.redis.pipeline()
                 jobs.requeue(pipe, self.keys, job_id, message_id, error=error)
@@ -284,16 +284,17 @@ class Worker:
         finally:
             self.current = None
 
-    def _train(self, job_id: str, job: dict[str, Any], message_id: bytes) -> None:
-        theta, x = self.datasets.load(job["dataset_id"])
+    def _train(self, job: jobs.Job, message_id: bytes) -> None:
+        job_id, dataset_id = job.job_id, job.dataset_id or ""
+        theta, x = self.datasets.load(dataset_id)
         # Checked by the route when the job was made; trained on this worker's device.
-        options = from_stored(
-            job["family"], json.loads(job.get("hyperparameters") or "{}"), self.device
-        )
+        options = from_stored(job.family or "", job.hyperparameters, self.device)
         train_config = options.training
-        prior = BoxPrior.from_dict(json.loads(job["prior"])) if job.get("prior") else None
+        prior = BoxPrior.from_dict(job.prior) if job.prior else None
         estimator = options.build(theta.shape[1], x.shape[1], prior)
-        self.redis.hset(self.keys.job(job_id), "max_epochs", train_config.max_epochs)
+        pipe = self.redis.pipeline()
+        jobs.training_started(pipe, self.keys, job_id, train_config.max_epochs)
+        pipe.execute()
 
         def progress(info: EpochInfo) -> None:
             fields = {
@@ -313,7 +314,7 @@ class Worker:
             if now - self._last_cancel_check < 0.25:
                 return False
             self._last_cancel_check = now
-            return bool(self.redis.exists(self.keys.cancel(job_id)))
+            return bool(jobs.cancel_requested(self.redis, self.keys, job_id))
 
         result = fit(
             estimator,
@@ -324,7 +325,7 @@ class Worker:
             should_stop=should_stop,
         )
         theta_names, x_names = dataset_names(
-            self.datasets.get(job["dataset_id"]), theta.shape[1], x.shape[1]
+            self.datasets.get(dataset_id), theta.shape[1], x.shape[1]
         )
         diagnostics = run_diagnostics(
             self.redis,
@@ -349,16 +350,19 @@ class Worker:
         staging, model_id = self.models.stage(estimator, metrics)
         # Whichever attempt sets model_id first publishes; a late duplicate is discarded,
         # unless the winner died before its files were in place.
-        if jobs.publish_once(self.redis, self.keys, job_id, model_id, self.models.exists):
+        publishes, model_id = jobs.publish_once(
+            self.redis, self.keys, job_id, model_id, self.models.exists
+        )
+        if publishes:
             self.models.publish(
                 staging,
                 model_id,
                 {
-                    "name": job.get("name") or None,
-                    "family": job["family"],
+                    "name": job.name,
+                    "family": options.family,
                     "theta_dim": int(theta.shape[1]),
                     "x_dim": int(x.shape[1]),
-                    "dataset_id": job["dataset_id"],
+                    "dataset_id": dataset_id,
                     "job_id": job_id,
                     "hyperparameters": options.to_dict(),  # what the job shows
                     "prior": estimator.prior.to_dict(),
@@ -372,9 +376,8 @@ class Worker:
                 },
             )
         else:
-            shutil.rmtree(staging, ignore_errors=True)
-            model_id = decode(self.redis.hget(self.keys.job(job_id), "model_id"))
-        self._finish(job_id, message_id, "succeeded", model_id=model_id)
+            shutil.rmtree(staging, ignore_errors=True)  # an earlier attempt's model stands
+        self._finish(job, message_id, "succeeded", model_id=model_id)
 
     # ------------------------------------------------------------------ sampling
     def _sample_once(self) -> None:

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
+from .. import jobs
 from ..arrays import DecodeLimits, as_matrix, from_json, load_npy, load_npz
 from ..errors import BadRequest, Conflict, InvalidInput, error_field
 from ..queue import ACTIVE, decode
@@ -179,11 +180,11 @@ async def get_dataset(dataset_id: str, state: StateDep) -> Any:
 @router.delete("/{dataset_id}", status_code=204, responses=ERRORS, summary="Delete a dataset")
 async def delete_dataset(dataset_id: str, state: StateDep) -> Response:
     await run_in_threadpool(state.datasets.path, dataset_id)  # NotFound for an unknown id
-    for job_id in decode(await state.redis.smembers(state.keys.dataset_jobs(dataset_id))):
-        status = decode(await state.redis.hget(state.keys.job(job_id), "status"))
-        if status in ACTIVE:
+    for job_id in decode(await jobs.of_dataset(state.redis, state.keys, dataset_id)):
+        job = jobs.Job.from_hash(await jobs.read(state.redis, state.keys, job_id))
+        if job is not None and job.status in ACTIVE:
             raise Conflict(
-                f"dataset {dataset_id} is used by {status} job {job_id}; cancel it or wait",
+                f"dataset {dataset_id} is used by {job.status} job {job_id}; cancel it or wait",
                 "dataset_id",
             )
     await run_in_threadpool(state.datasets.remove, dataset_id)

@@ -92,10 +92,9 @@ async def create_job(
                     "use a new key for a new job",
                     "Idempotency-Key",
                 )
-            raw = await state.redis.hgetall(keys.job(existing))
+            job = jobs.Job.from_hash(await jobs.read(state.redis, keys, existing))
             response.headers["Location"] = f"/v1/jobs/{existing}"
-            status = decode(raw).get("status", "queued") if raw else "queued"
-            return {"job_id": existing, "status": status}
+            return {"job_id": existing, "status": job.status if job else "queued"}
     pipe = state.redis.pipeline()
     jobs.create(
         pipe,
@@ -117,20 +116,20 @@ async def create_job(
 
 
 async def _job(state: Any, job_id: str) -> dict[str, Any]:
-    raw = await state.redis.hgetall(state.keys.job(job_id))
-    if not raw:
+    job = jobs.Job.from_hash(await jobs.read(state.redis, state.keys, job_id))
+    if job is None:
         raise NotFound(f"unknown job {job_id!r}", "job_id")
-    return jobs.view(raw)
+    return job.view()
 
 
 @router.get("", response_model=list[JobInfo], responses=ERRORS, summary="Recent jobs, newest first")
 async def list_jobs(state: StateDep, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> Any:
-    ids = decode(await state.redis.zrevrange(state.keys.jobs, 0, limit - 1))
+    ids = decode(await jobs.recent(state.redis, state.keys, limit))
     out = []
     for job_id in ids:
-        raw = await state.redis.hgetall(state.keys.job(job_id))
-        if raw:
-            out.append(jobs.view(raw))
+        job = jobs.Job.from_hash(await jobs.read(state.redis, state.keys, job_id))
+        if job is not None:
+            out.append(job.view())
     return out
 
 
@@ -154,14 +153,14 @@ async def job_events(job_id: str, state: StateDep) -> StreamingResponse:
         last = "0-0"
         idle_since = time.monotonic()
         while True:
-            events = {state.keys.events(job_id): last}
-            response = await state.redis_blocking.xread(events, block=1000)
+            response = await jobs.read_events(
+                state.redis_blocking, state.keys, job_id, last, block_ms=1000
+            )
             for _, messages in response or []:
                 for message_id, fields in messages:
                     last = decode(message_id)
-                    event = decode(fields)
-                    kind = event.pop("type", "progress")
-                    yield f"event: {kind}\ndata: {json.dumps(_typed(event))}\n\n".encode()
+                    kind, event = jobs.event(fields)
+                    yield f"event: {kind}\ndata: {json.dumps(event)}\n\n".encode()
                     if kind == "status":
                         return
                     idle_since = time.monotonic()
@@ -181,18 +180,6 @@ async def job_events(job_id: str, state: StateDep) -> StreamingResponse:
     return StreamingResponse(
         stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
     )
-
-
-def _typed(event: dict[str, str]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in event.items():
-        if key in ("epoch", "max_epochs"):
-            out[key] = int(value)
-        elif key in ("train_loss", "val_loss"):
-            out[key] = float(value)
-        else:
-            out[key] = value
-    return out
 
 
 @router.delete(

@@ -3,11 +3,15 @@ and /metrics read, through the same functions for the sync and the asyncio clien
 
 from __future__ import annotations
 
+import asyncio
+import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
+import redis.asyncio as aioredis
 
 from sbiserve.service import jobs
 from sbiserve.service.hyperparameters import normalize
@@ -42,42 +46,87 @@ def take(client: redis.Redis, keys: Keys) -> bytes:
     return message_id
 
 
+def shown(client: redis.Redis, keys: Keys, job_id: str) -> dict[str, Any]:
+    """The job as ``GET /v1/jobs/{id}`` shows it."""
+    job = jobs.Job.from_hash(jobs.read(client, keys, job_id))
+    assert job is not None
+    return job.view()
+
+
 def test_a_job_from_creation_to_its_model(lane: tuple[redis.Redis, Keys]) -> None:
     client, keys = lane
     prior = {"type": "box", "low": [-1], "high": [1]}
     options = normalize("energy_flow", {"max_epochs": 2})
     run(client, jobs.create, keys, "j1", dataset_id="d1", options=options, prior=prior, name=None)
-    view = jobs.view(client.hgetall(keys.job("j1")))
+    view = shown(client, keys, "j1")
     assert view["status"] == "queued" and view["family"] == "energy_flow"
     assert view["hyperparameters"] == options.to_dict()
     assert view["hyperparameters"]["training"]["max_epochs"] == 2
     assert view["prior"] == prior and view["name"] is None and view["attempts"] == 0
-    assert decode(client.smembers(keys.dataset_jobs("d1"))) == ["j1"]
+    assert decode(jobs.of_dataset(client, keys, "d1")) == ["j1"]
+    assert decode(jobs.recent(client, keys, 10)) == ["j1"]
 
     message_id = take(client, keys)
-    client.hincrby(keys.job("j1"), "attempts", 1)
+    run(client, jobs.count_attempt, keys, "j1")
     run(client, jobs.mark_running, keys, "j1", "w")
     run(client, jobs.requeue, keys, "j1", message_id)  # handed back by a stopping worker
-    view = jobs.view(client.hgetall(keys.job("j1")))
+    view = shown(client, keys, "j1")
     assert (view["status"], view["attempts"], view["worker"]) == ("queued", 0, None)
 
     message_id = take(client, keys)
     run(client, jobs.requeue, keys, "j1", message_id, error="boom")  # a failed attempt
-    assert jobs.view(client.hgetall(keys.job("j1")))["error"] == "boom"
+    assert shown(client, keys, "j1")["error"] == "boom"
 
     message_id = take(client, keys)
+    run(client, jobs.count_attempt, keys, "j1")
+    run(client, jobs.mark_running, keys, "j1", "w")
+    run(client, jobs.heartbeat, keys, "j1", 123.0)
+    run(client, jobs.training_started, keys, "j1", 2)
+    view = shown(client, keys, "j1")
+    assert (view["status"], view["worker"], view["progress"]["max_epochs"]) == ("running", "w", 2)
     run(client, jobs.progress, keys, "j1", {"epoch": 1, "max_epochs": 2, "train_loss": 0.5})
-    assert jobs.publish_once(client, keys, "j1", "m1", exists=lambda _: True)
-    assert not jobs.publish_once(client, keys, "j1", "m2", exists=lambda _: True)
-    assert jobs.publish_once(client, keys, "j1", "m3", exists=lambda _: False)  # winner died
+    run(client, jobs.diagnostics_progress, keys, "j1", "sbc", 3, 10)
+    assert jobs.publish_once(client, keys, "j1", "m1", exists=lambda _: True) == (True, "m1")
+    assert jobs.publish_once(client, keys, "j1", "m2", exists=lambda _: True) == (False, "m1")
+    winner_died = jobs.publish_once(client, keys, "j1", "m3", exists=lambda _: False)
+    assert winner_died == (True, "m3")
     run(client, jobs.finish, keys, "j1", "d1", message_id, "succeeded", model_id="m3")
-    view = jobs.view(client.hgetall(keys.job("j1")))
+    view = shown(client, keys, "j1")
     assert (view["status"], view["model_id"], view["error"]) == ("succeeded", "m3", None)
-    assert view["progress"]["epoch"] == 1 and client.smembers(keys.dataset_jobs("d1")) == set()
+    assert view["progress"]["epoch"] == 1 and view["attempts"] == 1
+    assert client.smembers(keys.dataset_jobs("d1")) == set()
     assert client.xpending(keys.train, TRAIN_GROUP)["pending"] == 0
-    events = [decode(fields) for _, fields in client.xrange(keys.events("j1"))]
-    assert [e["type"] for e in events] == ["progress", "status"]
+    events = [jobs.event(fields) for _, fields in client.xrange(keys.events("j1"))]
+    assert events == [
+        ("progress", {"epoch": 1, "max_epochs": 2, "train_loss": 0.5}),
+        ("diagnostics", {"stage": "sbc", "done": "3", "total": "10"}),
+        ("status", {"status": "succeeded", "model_id": "m3"}),
+    ]
     assert decode(client.hgetall(keys.stats)) == {"epochs_trained": "1", "jobs_succeeded": "1"}
+    # Every field written is one FIELDS names: the hash's one list of fields.
+    assert set(decode(client.hgetall(keys.job("j1")))) <= set(jobs.FIELDS)
+
+
+def test_the_api_reads_through_the_same_functions_on_an_asyncio_client(
+    lane: tuple[redis.Redis, Keys],
+) -> None:
+    client, keys = lane
+    run(client, jobs.create, keys, "j1", dataset_id="d1",
+        options=normalize("energy_flow", {}), prior=None, name="n")  # fmt: skip
+
+    async def read() -> tuple[jobs.Job | None, jobs.Job | None, list[Any]]:
+        api = aioredis.Redis.from_url(os.environ["SBISERVE_TEST_REDIS_URL"])
+        try:
+            known = jobs.Job.from_hash(await jobs.read(api, keys, "j1"))
+            unknown = jobs.Job.from_hash(await jobs.read(api, keys, "nope"))
+            events = await jobs.read_events(api, keys, "j1", "0-0", block_ms=1)
+            return known, unknown, events
+        finally:
+            await api.aclose()
+
+    known, unknown, events = asyncio.run(read())
+    assert known is not None and (known.status, known.name, known.prior) == ("queued", "n", None)
+    assert unknown is None and events == []
 
 
 def test_cancel_stops_a_queued_job_at_once_and_only_flags_a_running_one(
