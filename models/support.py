@@ -166,58 +166,67 @@ class ThetaTransform(nn.Module):
         self.register_buffer("low", low)
         self.register_buffer("high", high)
         has_low, has_high = torch.isfinite(low), torch.isfinite(high)
-        # Column indices of each kind of map; fixed by the prior, so not saved.
-        self._both = (has_low & has_high).nonzero().flatten().tolist()
-        self._lower = (has_low & ~has_high).nonzero().flatten().tolist()
-        self._upper = (~has_low & has_high).nonzero().flatten().tolist()
+        both, lower, upper = has_low & has_high, has_low & ~has_high, ~has_low & has_high
+        # Column indices of each kind of map (lists for tests of emptiness, tensors for
+        # indexing: a list index builds a new tensor on every call); fixed by the prior,
+        # so not saved.
+        self._both = both.nonzero().flatten().tolist()
+        self._lower = lower.nonzero().flatten().tolist()
+        self._upper = upper.nonzero().flatten().tolist()
+        for name, mask in (("both", both), ("lower", lower), ("upper", upper)):
+            self.register_buffer(f"_{name}_index", mask.nonzero().flatten(), persistent=False)
+        # The fold mode's affine map as whole-vector operations (no indexing on the
+        # sampling path): phi = (theta - origin) / width, theta = origin + width * phi,
+        # with (low, high - low) between two bounds, (low, 1) above one, (high, -1) below
+        # one and (0, 1) when unbounded; these give the same floats as the per-kind maps.
+        origin = torch.where(has_low, low, torch.where(has_high, high, torch.zeros_like(low)))
+        width = torch.where(both, high - low, torch.where(upper, -1.0, 1.0))
+        self.register_buffer("_fold_origin", origin, persistent=False)
+        self.register_buffer("_fold_width", width, persistent=False)
+        self.register_buffer("_fold_both", both, persistent=False)
+        self.register_buffer("_fold_one_sided", lower | upper, persistent=False)
         self.standardize = Standardize(theta_dim)
 
     low: Tensor
     high: Tensor
+    _both_index: Tensor
+    _lower_index: Tensor
+    _upper_index: Tensor
+    _fold_origin: Tensor
+    _fold_width: Tensor
+    _fold_both: Tensor
+    _fold_one_sided: Tensor
 
     def unconstrain(self, theta: Tensor) -> Tensor:
         """Applies :math:`\\phi` to ``theta`` with shape :math:`(*, D)`."""
-        out = theta.clone()
         if self.bounded == "fold":
-            return self._rescale(out, theta)
+            return (theta - self._fold_origin) / self._fold_width
+        out = theta.clone()
         if self._both:
-            i = self._both
+            i = self._both_index
             lo, hi = self.low[i], self.high[i]
             s = ((theta[..., i] - lo) / (hi - lo)).clamp(_BOUND_EPS, 1 - _BOUND_EPS)
             out[..., i] = torch.log(s) - torch.log1p(-s)
         if self._lower:
-            i = self._lower
+            i = self._lower_index
             width = (theta[..., i] - self.low[i]).clamp_min(_BOUND_EPS)
             out[..., i] = torch.log(width)
         if self._upper:
-            i = self._upper
+            i = self._upper_index
             width = (self.high[i] - theta[..., i]).clamp_min(_BOUND_EPS)
             out[..., i] = torch.log(width)
-        return out
-
-    def _rescale(self, out: Tensor, theta: Tensor) -> Tensor:
-        """The fold mode's :math:`\\phi`: affine per bounded dimension (into ``out``)."""
-        if self._both:
-            i = self._both
-            out[..., i] = (theta[..., i] - self.low[i]) / (self.high[i] - self.low[i])
-        if self._lower:
-            out[..., self._lower] = theta[..., self._lower] - self.low[self._lower]
-        if self._upper:
-            out[..., self._upper] = self.high[self._upper] - theta[..., self._upper]
         return out
 
     def fold(self, phi: Tensor) -> Tensor:
         """Reflects rescaled values ``(*, D)`` into the box (identity in ``logit`` mode)."""
         if self.bounded != "fold":
             return phi
-        out = phi.clone()
+        out = phi
+        if self._lower or self._upper:
+            out = torch.where(self._fold_one_sided, phi.abs(), out)
         if self._both:
             # Triangle wave of period 2: identity on [0, 1], mirrored beyond either end.
-            i = self._both
-            out[..., i] = 1 - (torch.remainder(phi[..., i], 2) - 1).abs()
-        one_sided = self._lower + self._upper
-        if one_sided:
-            out[..., one_sided] = phi[..., one_sided].abs()
+            out = torch.where(self._fold_both, 1 - (torch.remainder(phi, 2) - 1).abs(), out)
         return out
 
     def fold_u(self, u: Tensor) -> Tensor:
@@ -237,7 +246,7 @@ class ThetaTransform(nn.Module):
         """
         if self.bounded != "fold" or not self._both:
             return u.new_zeros(u.shape[:-1])
-        i = self._both
+        i = self._both_index
         phi = self.standardize.inverse(u)[..., i]
         distance = (-1 - phi).clamp_min(0) + (phi - 2).clamp_min(0)
         return ((distance / self.standardize.std[i]) ** 2).sum(dim=-1)
@@ -245,27 +254,18 @@ class ThetaTransform(nn.Module):
     def constrain(self, phi: Tensor) -> Tensor:
         """Applies :math:`\\phi^{-1}`; the result always lies in the closed prior box."""
         if self.bounded == "fold":
-            phi = self.fold(phi)
-            out = phi.clone()
-            if self._both:
-                i = self._both
-                out[..., i] = self.low[i] + (self.high[i] - self.low[i]) * phi[..., i]
-                out[..., i] = torch.minimum(torch.maximum(out[..., i], self.low[i]), self.high[i])
-            if self._lower:
-                out[..., self._lower] = self.low[self._lower] + phi[..., self._lower]
-            if self._upper:
-                out[..., self._upper] = self.high[self._upper] - phi[..., self._upper]
-            return out
+            theta = self._fold_origin + self._fold_width * self.fold(phi)
+            return torch.minimum(torch.maximum(theta, self.low), self.high)
         out = phi.clone()
         if self._both:
-            i = self._both
+            i = self._both_index
             lo, hi = self.low[i], self.high[i]
             out[..., i] = torch.clamp(lo + (hi - lo) * torch.sigmoid(phi[..., i]), lo, hi)
         if self._lower:
-            i = self._lower
+            i = self._lower_index
             out[..., i] = self.low[i] + torch.exp(phi[..., i].clamp_max(_MAX_LOG))
         if self._upper:
-            i = self._upper
+            i = self._upper_index
             out[..., i] = self.high[i] - torch.exp(phi[..., i].clamp_max(_MAX_LOG))
         return out
 
@@ -275,17 +275,17 @@ class ThetaTransform(nn.Module):
             raise ConfigError("the fold map is not invertible: no density goes with it")
         terms = -torch.log(self.standardize.std).expand_as(theta).clone()
         if self._both:
-            i = self._both
+            i = self._both_index
             lo, hi = self.low[i], self.high[i]
             s = ((theta[..., i] - lo) / (hi - lo)).clamp(_BOUND_EPS, 1 - _BOUND_EPS)
             terms[..., i] = terms[..., i] - torch.log(hi - lo) - torch.log(s) - torch.log1p(-s)
         if self._lower:
-            i = self._lower
+            i = self._lower_index
             terms[..., i] = terms[..., i] - torch.log(
                 (theta[..., i] - self.low[i]).clamp_min(_BOUND_EPS)
             )
         if self._upper:
-            i = self._upper
+            i = self._upper_index
             terms[..., i] = terms[..., i] - torch.log(
                 (self.high[i] - theta[..., i]).clamp_min(_BOUND_EPS)
             )
