@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Sequence
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 import zuko
@@ -86,6 +86,16 @@ class PosteriorEstimator(nn.Module):
     """Whether :func:`~sbiserve.models.fit` keeps the latest epoch whose validation loss
     is within one standard error of the best, rather than the best (true where the
     validation loss is nearly blind to what is learned late)."""
+
+    @classmethod
+    def budget_defaults(cls, num_simulations: int) -> dict[str, Any]:
+        """Option defaults that depend on the number of simulations (none here).
+
+        :func:`~sbiserve.models.split_options` puts these under the options a caller
+        names, when it is told the budget (the service and the benchmark tell it); a
+        config built directly keeps the class defaults.
+        """
+        return {}
 
     def __init__(
         self,

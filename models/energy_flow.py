@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import Any
 
 import torch
 import zuko
@@ -39,6 +40,10 @@ from .energy_score import check_beta, energy_score, mean_spread
 from .support import BOUNDED_MAPS, BoxPrior, ThetaTransform
 
 NOISES = ("gaussian", "uniform")
+
+# Budgets (simulations) below this get SMALL_BUDGET_OPTIONS as defaults (budget_defaults).
+SMALL_BUDGET = 10_000
+SMALL_BUDGET_OPTIONS: dict[str, Any] = {"hidden_features": (128, 128, 128), "num_draws": 8}
 
 # Draws per pair that estimate a posterior's spread for ``spread_weighting``.
 _SPREAD_DRAWS = 4
@@ -144,6 +149,19 @@ class EnergyFlow(PosteriorEstimator):
     # ... and the shape takes steps: two_moons at 1,000 simulations scored 0.859 when
     # training stopped at 1,000 steps, 0.651 at 2,000 and 0.654 at 3,000.
     default_min_steps = 2000
+
+    @classmethod
+    def budget_defaults(cls, num_simulations: int) -> dict[str, Any]:
+        """Below :data:`SMALL_BUDGET` simulations, a 3 x 128 network and 8 draws per pair.
+
+        The class defaults (3 x 256, 16 draws) are what 10,000 simulations need; at 1,000
+        the small network with half the draws scored the same within the seed-to-seed
+        spread on the quick protocol's tasks at a fifth of the training time per step
+        (``docs/BENCHMARKS.md``, section 2.3).
+        """
+        if num_simulations < SMALL_BUDGET:
+            return dict(SMALL_BUDGET_OPTIONS)
+        return {}
 
     def __init__(
         self,

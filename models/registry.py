@@ -51,17 +51,26 @@ def get_family(name: str) -> type[PosteriorEstimator]:
 
 
 def split_options(
-    family: str, options: dict[str, Any] | None
+    family: str, options: dict[str, Any] | None, num_simulations: int | None = None
 ) -> tuple[EstimatorConfig, TrainConfig]:
     """Splits one flat dict of hyperparameters into the family's and the training config.
+
+    Arguments:
+        family: A name from :func:`family_names`.
+        options: Flat options; what is not named takes its default.
+        num_simulations: The number of simulations the model will train on; when given,
+            the family's :meth:`~PosteriorEstimator.budget_defaults` for it replace the
+            class defaults of the options not named.
 
     Raises:
         ConfigError: For a key that belongs to neither, naming the known keys.
     """
-    options = dict(options or {})
-    config_class = get_family(family).config_class
+    cls = get_family(family)
+    named = dict(options or {})
+    options = {**(cls.budget_defaults(num_simulations) if num_simulations else {}), **named}
+    config_class = cls.config_class
     model_keys, train_keys = set(config_class.field_names()), set(TrainConfig.field_names())
-    unknown = sorted(set(options) - model_keys - train_keys)
+    unknown = sorted(set(named) - model_keys - train_keys)
     if unknown:
         raise ConfigError(
             f"unknown hyperparameter(s) {unknown} for family {family!r}; model options: "

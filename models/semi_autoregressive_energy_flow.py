@@ -22,6 +22,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 from .config import require
 from .energy_flow import EnergyFlow, EnergyFlowConfig
@@ -49,6 +50,11 @@ class SemiAutoregressiveEnergyFlow(EnergyFlow):
     family = "semi_autoregressive_energy_flow"
     config_class = SemiAutoregressiveEnergyFlowConfig
     config: SemiAutoregressiveEnergyFlowConfig
+
+    @classmethod
+    def budget_defaults(cls, num_simulations: int) -> dict[str, Any]:
+        """None: the energy flow's small-budget defaults were not measured for blocks."""
+        return {}
 
     @staticmethod
     def block_sizes(theta_dim: int, config: EnergyFlowConfig) -> list[int]:

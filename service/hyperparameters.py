@@ -54,8 +54,13 @@ class JobOptions:
         return build_estimator(self.family, theta_dim, x_dim, self.model, prior)
 
 
-def normalize(family: str, hyperparameters: dict[str, Any]) -> JobOptions:
+def normalize(
+    family: str, hyperparameters: dict[str, Any], num_simulations: int | None = None
+) -> JobOptions:
     """Checks what a training request names, once: the family, then the flat options.
+
+    Options not named take their defaults, for ``num_simulations`` when given (the
+    family's defaults may depend on the budget: ``PosteriorEstimator.budget_defaults``).
 
     Raises:
         InvalidInput: Naming ``family`` for an unknown family, ``hyperparameters`` for an
@@ -71,7 +76,7 @@ def normalize(family: str, hyperparameters: dict[str, Any]) -> JobOptions:
             "hyperparameters",
         )
     try:
-        model, training = split_options(family, hyperparameters)
+        model, training = split_options(family, hyperparameters, num_simulations)
     except ModelError as e:  # Config names the option (null ones included)
         raise InvalidInput(
             str(e), "family" if family not in family_names() else "hyperparameters"

@@ -67,7 +67,8 @@ async def create_job(
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> Any:
     dataset = await run_in_threadpool(state.datasets.get, body.dataset_id)
-    options = normalize(body.family, body.hyperparameters)  # the only parse of the options
+    # The only parse of the options; defaults for the dataset's size.
+    options = normalize(body.family, body.hyperparameters, dataset.get("num_simulations"))
     prior = None
     if body.prior is not None:
         try:

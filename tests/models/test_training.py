@@ -176,6 +176,25 @@ def test_options_are_split_and_checked() -> None:
         split_options("no_such_family", {})
 
 
+def test_budget_defaults_apply_under_named_options_when_the_budget_is_given() -> None:
+    from sbiserve.models.energy_flow import SMALL_BUDGET, SMALL_BUDGET_OPTIONS
+
+    small, _ = split_options("energy_flow", {}, SMALL_BUDGET - 1)
+    assert small.hidden_features == SMALL_BUDGET_OPTIONS["hidden_features"]
+    assert small.num_draws == SMALL_BUDGET_OPTIONS["num_draws"]
+    # A named option wins; a large budget, or none, keeps the class defaults.
+    named, _ = split_options("energy_flow", {"num_draws": 16}, SMALL_BUDGET - 1)
+    assert named.num_draws == 16 and named.hidden_features == small.hidden_features
+    for budget in (SMALL_BUDGET, None):
+        assert split_options("energy_flow", {}, budget)[0] == EnergyFlowConfig()
+    # Unknown options are still refused by name, the budget's defaults aside.
+    with pytest.raises(ConfigError, match=r"\['hiden'\]"):
+        split_options("energy_flow", {"hiden": 3}, 100)
+    # Families without budget defaults ignore the budget (the blocks were not measured).
+    saef, _ = split_options("semi_autoregressive_energy_flow", {}, 100)
+    assert saef.hidden_features == EnergyFlowConfig().hidden_features
+
+
 def test_null_options_are_refused_by_name() -> None:
     with pytest.raises(ConfigError, match="max_epochs cannot be null"):
         split_options("energy_flow", {"max_epochs": None})

@@ -22,6 +22,15 @@ def test_the_stored_form_holds_every_option_with_its_value_but_no_device() -> No
     assert stored["training"] == {**defaults, "max_epochs": 3, "learning_rate": 0.01}
 
 
+def test_the_stored_form_holds_the_defaults_for_the_datasets_size() -> None:
+    small = normalize("energy_flow", {}, 1_000).to_dict()["model"]
+    assert small["hidden_features"] == [128, 128, 128] and small["num_draws"] == 8
+    large = normalize("energy_flow", {}, 10_000).to_dict()["model"]
+    assert large == EnergyFlowConfig().to_dict()
+    asked = normalize("energy_flow", ASKED, 1_000).to_dict()["model"]
+    assert asked["hidden_features"] == [8, 8] and asked["num_draws"] == 8
+
+
 def test_the_worker_trains_with_what_the_route_accepted_on_its_own_device() -> None:
     accepted = normalize("energy_flow", ASKED)
     options = from_stored("energy_flow", accepted.to_dict(), torch.device("cpu"))
