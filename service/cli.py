@@ -116,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="the whole workflow on two-moons, ending in a plot")
     demo.add_argument("--out", default="two_moons_posterior.png", help="PNG to write")
     demo.add_argument("--num-simulations", type=int, default=5_000)
-    demo.add_argument("--max-epochs", type=int, default=100)
+    demo.add_argument("--max-epochs", type=int, default=60)
     demo.set_defaults(func=_demo)
     return parser
 
