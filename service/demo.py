@@ -34,8 +34,8 @@ def two_moons_sbi_simulator(theta: torch.Tensor) -> torch.Tensor:
 # The demo trains a fixed number of epochs with the learning rate decayed from 3e-3 to 0
 # on a cosine: on 5,000 two-moons simulations, 60 epochs this way fit the crescents as
 # well as the service's default schedule (1e-3, halved on plateaus) did in 100 epochs,
-# in 60% of the time (fast C2ST at three observations, two training seeds: 0.686-0.688
-# against 0.697-0.707; docs/BENCHMARKS.md, "sbiserve demo").
+# in 60% of the time (fast C2ST at three observations, two training seeds: 0.686 and
+# 0.684 against 0.707 and 0.675; docs/BENCHMARKS.md, section 2.4).
 DEMO_TRAINING = {"lr_schedule": "cosine", "learning_rate": 3e-3}
 
 
