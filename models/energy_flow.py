@@ -234,12 +234,20 @@ class EnergyFlow(PosteriorEstimator):
         return out.gather(-2, head.unsqueeze(-2)).squeeze(-2)
 
     def _transform_noise(self, noise: Tensor, h: Tensor) -> Tensor:
-        # One pass per block; block b is filled in from the blocks already drawn.
+        # One pass per block; block b is filled in from the blocks already drawn. Blocks
+        # that feed a later pass are folded into the box (the network saw in-box values
+        # in training); the last block is not: ``theta_transform.inverse`` folds on its
+        # way to theta and the fold is idempotent, so folding here too would do it twice
+        # on the sampling path (for the one-block energy flow, on every draw).
         u = torch.zeros(noise.shape[0], self.theta_dim, device=noise.device, dtype=noise.dtype)
-        for start, stop in self.blocks:
-            out = self.theta_transform.fold_u(self._generate(u, noise, h))
+        last = len(self.blocks) - 1
+        for index, (start, stop) in enumerate(self.blocks):
+            out = self._generate(u, noise, h)
+            if index == last:
+                return out if index == 0 else torch.cat([u[:, :start], out[:, start:]], dim=-1)
+            out = self.theta_transform.fold_u(out)
             u = torch.cat([u[:, :start], out[:, start:stop], u[:, stop:]], dim=-1)
-        return u
+        raise AssertionError("an energy flow has at least one block")
 
     def _loss_u(self, u: Tensor, h: Tensor) -> Tensor:
         return self._block_scores(u, h, self.config.spread_weighting, self.config.fold_penalty)
