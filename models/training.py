@@ -41,6 +41,10 @@ class TrainConfig(Config):
 
     Arguments:
         max_epochs: Upper bound on passes over the training split.
+        max_steps: Upper bound on optimizer steps (``None``: none); training ends at the
+            step that reaches it, after that step's validation. Whichever of
+            ``max_epochs`` and ``max_steps`` comes first is the run's planned length,
+            which the ``cosine`` schedule decays over.
         batch_size: Pairs per optimizer step.
         learning_rate: Adam's initial learning rate.
         weight_decay: Adam's (decoupled, AdamW) weight decay.
@@ -56,8 +60,11 @@ class TrainConfig(Config):
             simulations, same initialization: 0.859 at 1,000 steps, 0.651 at 2,000,
             0.654 at 3,000; ``docs/bench/curves``).
         clip_grad_norm: Largest gradient norm per step (0 turns clipping off).
-        lr_schedule: ``plateau`` (halve on stalls), ``cosine`` (to ``max_epochs``) or
-            ``constant``.
+        lr_schedule: ``plateau`` (halve on stalls), ``cosine`` or ``constant``. ``cosine``
+            decays the learning rate to 0 on a half cosine, step by step, over the
+            planned length (``max_epochs`` or ``max_steps``); such a run is planned, so
+            ``patience`` does not end it early (the learning rate would not have reached
+            0), and the epoch kept is chosen as for the other schedules.
         ema_decay: Decay of the weights' exponential moving average, which is what is
             validated and kept (0 turns it off). Energy-score training is noisy near its
             optimum; averaging the weights removes most of that noise.
@@ -72,6 +79,7 @@ class TrainConfig(Config):
     """
 
     max_epochs: int = 1000
+    max_steps: int | None = None
     batch_size: int = 256
     learning_rate: float = 1e-3
     weight_decay: float = 0.0
@@ -88,6 +96,12 @@ class TrainConfig(Config):
 
     def validate(self) -> None:
         require(self.max_epochs >= 1, "max_epochs must be >= 1")
+        if self.max_steps is not None:
+            require(
+                isinstance(self.max_steps, int) and not isinstance(self.max_steps, bool),
+                f"max_steps must be an integer or null, got {self.max_steps!r}",
+            )
+            require(self.max_steps >= 1, "max_steps must be >= 1")
         require(self.batch_size >= 1, "batch_size must be >= 1")
         require(self.learning_rate > 0, "learning_rate must be > 0")
         require(self.weight_decay >= 0, "weight_decay must be >= 0")
@@ -233,16 +247,23 @@ def fit(
     theta_train, x_train = theta[train_idx.to(device)], x[train_idx.to(device)]
     theta_val, x_val = theta[val_idx.to(device)], x[val_idx.to(device)]
 
+    num_train = theta_train.shape[0]
+    steps_per_epoch = math.ceil(num_train / config.batch_size)
+    planned_steps = config.max_epochs * steps_per_epoch
+    if config.max_steps is not None:
+        planned_steps = min(planned_steps, config.max_steps)
+    planned_epochs = math.ceil(planned_steps / steps_per_epoch)
+
     optimizer = torch.optim.AdamW(
         estimator.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
     )
-    scheduler: Any = None
+    plateau = per_step = None  # stepped after each epoch / after each optimizer step
     if config.lr_schedule == "plateau":
-        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
             optimizer, factor=0.5, patience=max(1, config.patience // 3)
         )
     elif config.lr_schedule == "cosine":
-        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, config.max_epochs)
+        per_step = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, planned_steps)
     ema = (
         AveragedModel(estimator, avg_fn=_ema_with_warmup(config.ema_decay))
         if config.ema_decay > 0
@@ -256,14 +277,15 @@ def fit(
     val_losses: list[float] = []
     start_time = time.perf_counter()
     stopped_early = False
-    num_train = theta_train.shape[0]
     epoch = steps = 0
     min_steps = estimator.default_min_steps if config.min_steps is None else config.min_steps
-    for epoch in range(1, config.max_epochs + 1):
+    for epoch in range(1, planned_epochs + 1):
         estimator.train()
         perm = torch.randperm(num_train, generator=generator).to(device)
-        total = 0.0
+        total, seen = 0.0, 0
         for start in range(0, num_train, config.batch_size):
+            if steps >= planned_steps:
+                break
             if should_stop is not None and should_stop():
                 raise TrainingCancelled(f"training was cancelled during epoch {epoch}")
             batch = perm[start : start + config.batch_size]
@@ -278,11 +300,14 @@ def fit(
             if config.clip_grad_norm > 0:
                 torch.nn.utils.clip_grad_norm_(estimator.parameters(), config.clip_grad_norm)
             optimizer.step()
+            if per_step is not None:
+                per_step.step()
             steps += 1
             if ema is not None:
                 ema.update_parameters(estimator)
             total += float(loss.detach()) * batch.shape[0]
-        train_losses.append(total / num_train)
+            seen += batch.shape[0]
+        train_losses.append(total / seen)
 
         evaluated.eval()
         val_loss, val_error = _mean_loss(evaluated, theta_val, x_val, 4096, config.seed + 1)
@@ -293,17 +318,14 @@ def fit(
             best_val, best_error, best_epoch = val_loss, val_error, epoch
         if improved or (estimator.prefer_later_epochs and val_loss <= best_val + best_error):
             kept_epoch, kept_state = epoch, copy.deepcopy(evaluated.state_dict())
-        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-            if settled:
-                scheduler.step(val_loss)
-        elif scheduler is not None:
-            scheduler.step()
+        if plateau is not None and settled:
+            plateau.step(val_loss)
         elapsed = time.perf_counter() - start_time
         if progress is not None:
             progress(
                 EpochInfo(
                     epoch=epoch,
-                    max_epochs=config.max_epochs,
+                    max_epochs=planned_epochs,
                     train_loss=train_losses[-1],
                     val_loss=val_loss,
                     best_val_loss=best_val,
@@ -311,7 +333,7 @@ def fit(
                     elapsed_s=elapsed,
                 )
             )
-        if settled and epoch - best_epoch >= config.patience:
+        if settled and per_step is None and epoch - best_epoch >= config.patience:
             stopped_early = True
             break
         if config.max_seconds and elapsed >= config.max_seconds:

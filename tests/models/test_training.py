@@ -69,6 +69,41 @@ def test_no_early_stop_and_no_learning_rate_cut_before_min_steps() -> None:
     assert result.epochs - result.best_epoch >= 1
 
 
+def test_max_steps_ends_mid_epoch_and_the_cosine_reaches_zero_there() -> None:
+    theta, x = data()  # 180 training pairs: 6 steps per epoch at batch size 32
+    config = TrainConfig(
+        max_epochs=50,
+        max_steps=40,
+        lr_schedule="cosine",
+        patience=1,
+        min_steps=0,
+        learning_rate=1e-2,
+        batch_size=32,
+    )
+    seen = []
+    torch.manual_seed(0)
+    result = fit(EnergyFlow(2, 2, SMALL), theta, x, config, seen.append)
+    # 40 steps: 6 full epochs and 4 steps of a 7th, which is validated and reported.
+    assert result.epochs == 7 and len(result.val_losses) == 7 and not result.stopped_early
+    assert [info.max_epochs for info in seen] == [7] * 7  # the planned length
+    rates = [info.learning_rate for info in seen]
+    # A half cosine over the 40 steps, read after each epoch's last step; patience=1
+    # does not end a cosine run early.
+    expected = [1e-2 * (1 + math.cos(math.pi * min(6 * e, 40) / 40)) / 2 for e in range(1, 8)]
+    assert rates == pytest.approx(expected, abs=1e-9)
+    assert rates[-1] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_max_epochs_bounds_max_steps_and_bad_values_are_refused() -> None:
+    theta, x = data()
+    config = TrainConfig(max_epochs=2, max_steps=1000, min_steps=0, batch_size=32)
+    torch.manual_seed(0)
+    assert fit(EnergyFlow(2, 2, SMALL), theta, x, config).epochs == 2
+    for bad in (0, -3, 2.5, True):
+        with pytest.raises(ConfigError, match="max_steps"):
+            TrainConfig(max_steps=bad)  # type: ignore[arg-type]
+
+
 class ScriptedFlow(EnergyFlow):
     """An energy flow whose validation losses follow a script, one value per epoch."""
 
@@ -177,22 +212,32 @@ def test_options_are_split_and_checked() -> None:
 
 
 def test_budget_defaults_apply_under_named_options_when_the_budget_is_given() -> None:
-    from sbiserve.models.energy_flow import SMALL_BUDGET, SMALL_BUDGET_OPTIONS
+    from sbiserve.models.energy_flow import SMALL_BUDGET, planned_steps
 
-    small, _ = split_options("energy_flow", {}, SMALL_BUDGET - 1)
-    assert small.hidden_features == SMALL_BUDGET_OPTIONS["hidden_features"]
-    assert small.num_draws == SMALL_BUDGET_OPTIONS["num_draws"]
-    # A named option wins; a large budget, or none, keeps the class defaults.
-    named, _ = split_options("energy_flow", {"num_draws": 16}, SMALL_BUDGET - 1)
-    assert named.num_draws == 16 and named.hidden_features == small.hidden_features
-    for budget in (SMALL_BUDGET, None):
-        assert split_options("energy_flow", {}, budget)[0] == EnergyFlowConfig()
+    small, small_train = split_options("energy_flow", {}, SMALL_BUDGET - 1)
+    assert small.num_draws == 8 and small.hidden_features == (128, 128, 128)
+    assert small_train.lr_schedule == "cosine" and small_train.learning_rate == 3e-3
+    assert small_train.max_steps == planned_steps(SMALL_BUDGET - 1)
+    large, large_train = split_options("energy_flow", {}, SMALL_BUDGET)
+    assert large == EnergyFlowConfig() and large.num_draws == 16
+    assert large_train.lr_schedule == "cosine" and large_train.max_steps == 4000
+    # A named option wins; no budget keeps the class defaults and TrainConfig's.
+    named, named_train = split_options("energy_flow", {"num_draws": 16, "max_steps": 9}, 500)
+    assert named.num_draws == 16 and named_train.max_steps == 9
+    assert split_options("energy_flow", {}, None) == (EnergyFlowConfig(), TrainConfig())
     # Unknown options are still refused by name, the budget's defaults aside.
     with pytest.raises(ConfigError, match=r"\['hiden'\]"):
         split_options("energy_flow", {"hiden": 3}, 100)
     # Families without budget defaults ignore the budget (the blocks were not measured).
-    saef, _ = split_options("semi_autoregressive_energy_flow", {}, 100)
-    assert saef.hidden_features == EnergyFlowConfig().hidden_features
+    saef, saef_train = split_options("semi_autoregressive_energy_flow", {}, 100)
+    assert saef.hidden_features == (256, 256, 256) and saef_train == TrainConfig()
+
+
+def test_planned_steps_double_with_every_tenfold_budget() -> None:
+    from sbiserve.models.energy_flow import planned_steps
+
+    assert [planned_steps(n) for n in (10, 1_000, 10_000, 100_000)] == [2000, 2000, 4000, 8000]
+    assert planned_steps(1_000) < planned_steps(5_000) < planned_steps(10_000)
 
 
 def test_null_options_are_refused_by_name() -> None:

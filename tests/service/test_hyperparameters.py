@@ -23,12 +23,17 @@ def test_the_stored_form_holds_every_option_with_its_value_but_no_device() -> No
 
 
 def test_the_stored_form_holds_the_defaults_for_the_datasets_size() -> None:
-    small = normalize("energy_flow", {}, 1_000).to_dict()["model"]
-    assert small["hidden_features"] == [128, 128, 128] and small["num_draws"] == 8
-    large = normalize("energy_flow", {}, 10_000).to_dict()["model"]
-    assert large == EnergyFlowConfig().to_dict()
-    asked = normalize("energy_flow", ASKED, 1_000).to_dict()["model"]
-    assert asked["hidden_features"] == [8, 8] and asked["num_draws"] == 8
+    small = normalize("energy_flow", {}, 1_000).to_dict()
+    assert small["model"]["hidden_features"] == [128, 128, 128]
+    assert small["model"]["num_draws"] == 8
+    assert small["training"]["lr_schedule"] == "cosine"
+    assert small["training"]["max_steps"] == 2_000
+    large = normalize("energy_flow", {}, 10_000).to_dict()
+    assert large["model"] == EnergyFlowConfig().to_dict()
+    assert large["training"]["max_steps"] == 4_000
+    asked = normalize("energy_flow", ASKED, 1_000).to_dict()
+    assert asked["model"]["hidden_features"] == [8, 8] and asked["model"]["num_draws"] == 8
+    assert asked["training"]["learning_rate"] == 0.01  # named, so not the budget's 3e-3
 
 
 def test_the_worker_trains_with_what_the_route_accepted_on_its_own_device() -> None:
