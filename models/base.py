@@ -166,14 +166,14 @@ class PosteriorEstimator(nn.Module):
         self.x_standardize.fit(x)
 
     def context(self, x: Tensor) -> Tensor:
-        """Embeds observations ``(B, L)`` into contexts ``(B, C)``."""
+        """Embeds observations ``(*, L)`` into contexts ``(*, C)``."""
         return self.embedding(self.x_standardize(x))
 
     def draw_noise(self, num: int, generator: torch.Generator | None = None) -> Tensor:
         """Standard-normal noise for ``num`` draws, shape ``(num, noise_features)``."""
         device = generator.device if generator is not None else self.device
         noise = torch.randn(num, self.noise_features, generator=generator, device=device)
-        return noise.to(self.device)
+        return noise if device == self.device else noise.to(self.device)
 
     def sample_from_context(self, h: Tensor, noise: Tensor) -> Tensor:
         """Draws ``theta`` ``(N, D)`` for contexts ``h`` ``(N, C)`` from given noise.
@@ -200,15 +200,18 @@ class PosteriorEstimator(nn.Module):
             Draws with shape ``(*sample_shape, D)`` for one observation and
             ``(*sample_shape, B, D)`` for a batch.
         """
-        x2d, single = self._prepare_x(x)
+        x, single = self._prepare_x(x)
         shape = torch.Size(sample_shape)
         num = math.prod(shape)
-        h = self.context(x2d)
-        batch = h.shape[0]
-        rows = h.expand(num, *h.shape).reshape(num * batch, -1)
+        h = self.context(x)  # (C,) for one observation, (B, C) for a batch
+        # One view per step where a single observation allows it: at one draw every
+        # torch operator is a fixed cost comparable to a layer's multiply.
+        batch = 1 if single else h.shape[0]
+        rows = h.expand(num, -1) if single else h.expand(num, *h.shape).reshape(num * batch, -1)
         theta = self.sample_from_context(rows, self.draw_noise(num * batch, generator))
-        theta = theta.reshape(*shape, batch, self.theta_dim)
-        return theta.squeeze(-2) if single else theta
+        if single:
+            return theta.reshape(*shape, self.theta_dim)
+        return theta.reshape(*shape, batch, self.theta_dim)
 
     def loss(self, theta: Tensor, x: Tensor) -> Tensor:
         """Training loss per pair, shape ``(N,)``, for ``theta`` ``(N, D)`` and ``x`` ``(N, L)``.
@@ -244,6 +247,8 @@ class PosteriorEstimator(nn.Module):
         if self.log_prob_kind == "none":
             self._log_prob_u(theta, theta)  # raises the family's message
         x2d, single = self._prepare_x(x)
+        if single:
+            x2d = x2d[None]
         theta = as_float_tensor(theta, "theta").to(self.device)
         check_features(theta, self.theta_dim, "theta")
         check_finite(theta, "theta")
@@ -265,14 +270,16 @@ class PosteriorEstimator(nn.Module):
         return lp.squeeze(-1) if single else lp
 
     def _prepare_x(self, x: Tensor | None) -> tuple[Tensor, bool]:
-        """Checks observations and returns them as ``(B, L)`` and whether one was given."""
+        """Checks observations; returns them, ``(L,)`` or ``(B, L)``, and whether one was given."""
         if x is None:
             raise ShapeError("x is required: pass one observation (L,) or a batch (B, L)")
-        x = as_float_tensor(x, "x").to(self.device, torch.float32)
+        x = as_float_tensor(x, "x")
+        if x.dtype != torch.float32 or x.device != self.device:  # each call is an operator
+            x = x.to(self.device, torch.float32)
         check_features(x, self.x_dim, "x")
         check_finite(x, "x")
         if x.ndim == 1:
-            return x[None], True
+            return x, True
         if x.ndim != 2:
             raise ShapeError(f"x must be (L,) or (B, L), got shape {list(x.shape)}")
         return x, False

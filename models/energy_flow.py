@@ -246,7 +246,10 @@ class EnergyFlow(PosteriorEstimator):
         With ``K`` heads the network gives ``(*, K * D)`` and each block of each draw
         keeps the head its selector noise picks.
         """
-        out = self.network(torch.cat([u, noise[..., : self.network_noise], h], dim=-1))
+        network_noise = noise  # with heads, their selectors follow the network's noise
+        if noise.shape[-1] != self.network_noise:
+            network_noise = noise[..., : self.network_noise]
+        out = self.network(torch.cat([u, network_noise, h], dim=-1))
         heads = self.config.mixture_heads
         if heads == 1:
             return out

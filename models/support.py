@@ -127,7 +127,7 @@ class Standardize(nn.Module):
 
     def inverse(self, values: Tensor) -> Tensor:
         """Undoes :meth:`forward`."""
-        return values * self.std + self.mean
+        return torch.addcmul(self.mean, values, self.std)
 
 
 BOUNDED_MAPS = ("logit", "fold")
@@ -185,6 +185,7 @@ class ThetaTransform(nn.Module):
         self.register_buffer("_fold_width", width, persistent=False)
         self.register_buffer("_fold_both", both, persistent=False)
         self.register_buffer("_fold_one_sided", lower | upper, persistent=False)
+        self._fold_all_both = bool(both.all())  # then the fold needs no torch.where
         self.standardize = Standardize(theta_dim)
 
     low: Tensor
@@ -226,7 +227,8 @@ class ThetaTransform(nn.Module):
             out = torch.where(self._fold_one_sided, phi.abs(), out)
         if self._both:
             # Triangle wave of period 2: identity on [0, 1], mirrored beyond either end.
-            out = torch.where(self._fold_both, 1 - (torch.remainder(phi, 2) - 1).abs(), out)
+            wave = 1 - (torch.remainder(phi, 2) - 1).abs()
+            out = wave if self._fold_all_both else torch.where(self._fold_both, wave, out)
         return out
 
     def fold_u(self, u: Tensor) -> Tensor:
@@ -254,8 +256,8 @@ class ThetaTransform(nn.Module):
     def constrain(self, phi: Tensor) -> Tensor:
         """Applies :math:`\\phi^{-1}`; the result always lies in the closed prior box."""
         if self.bounded == "fold":
-            theta = self._fold_origin + self._fold_width * self.fold(phi)
-            return torch.minimum(torch.maximum(theta, self.low), self.high)
+            theta = torch.addcmul(self._fold_origin, self._fold_width, self.fold(phi))
+            return torch.clamp(theta, self.low, self.high)
         out = phi.clone()
         if self._both:
             i = self._both_index

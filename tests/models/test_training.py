@@ -261,3 +261,16 @@ def test_min_steps_defaults_to_the_familys_and_is_checked() -> None:
     for bad in ("5", True, -1):
         with pytest.raises(ConfigError, match="min_steps"):
             TrainConfig(min_steps=bad)
+
+
+def test_the_finiteness_check_tells_an_overflowing_sum_from_a_bad_value() -> None:
+    from sbiserve.models.validation import check_finite
+
+    large = torch.full((4, 2), 3e38)  # finite, but its float32 sum overflows to inf
+    check_finite(large, "x")
+    for bad in (math.nan, math.inf, -math.inf):
+        values = large.clone()
+        values[2, 1] = bad
+        with pytest.raises(NonFiniteError, match=r"x contains 1 .* index \[2, 1\]"):
+            check_finite(values, "x")
+    check_finite(torch.tensor([1, 2], dtype=torch.int64), "counts")  # integers are finite
