@@ -70,7 +70,7 @@ def run(tag: str, options: dict[str, Any], num_simulations: int, out: Path) -> d
     x = torch.as_tensor(x_np, dtype=torch.float32)
     box = BoxPrior(torch.tensor(TWO_MOONS_LOW), torch.tensor(TWO_MOONS_HIGH))
     options = {"seed": 0, "device": "cpu", **options}
-    model_config, train_config = split_options("energy_flow", options, num_simulations)
+    model_config, train_config = split_options("energy_flow", options, num_simulations, 2)
     torch.manual_seed(train_config.seed)
     estimator = build_estimator("energy_flow", 2, 2, model_config, box)
     start, cpu_start = time.perf_counter(), time.process_time()

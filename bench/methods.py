@@ -80,7 +80,9 @@ def _train_family(
         defaults["max_epochs"] = caps.max_epochs
     if caps.max_seconds is not None:
         defaults["max_seconds"] = caps.max_seconds
-    model_config, train_config = split_options(family, {**defaults, **options}, theta.shape[0])
+    model_config, train_config = split_options(
+        family, {**defaults, **options}, theta.shape[0], theta.shape[1]
+    )
     start, cpu_start = time.perf_counter(), time.process_time()
     estimator = build_estimator(family, theta.shape[1], x.shape[1], model_config, box)
     result = fit(estimator, theta, x, train_config)

@@ -88,8 +88,9 @@ class PosteriorEstimator(nn.Module):
     validation loss is nearly blind to what is learned late)."""
 
     @classmethod
-    def budget_defaults(cls, num_simulations: int) -> dict[str, Any]:
-        """Option defaults that depend on the number of simulations (none here).
+    def budget_defaults(cls, num_simulations: int, theta_dim: int | None = None) -> dict[str, Any]:
+        """Option defaults that depend on the number of simulations and, where it is
+        known, of parameters (none here).
 
         :func:`~sbiserve.models.split_options` puts these under the options a caller
         names, when it is told the budget (the service and the benchmark tell it); a

@@ -49,6 +49,9 @@ SMALL_BUDGET_OPTIONS: dict[str, Any] = {"num_draws": 8}
 SCHEDULE_OPTIONS: dict[str, Any] = {"lr_schedule": "cosine", "learning_rate": 3e-3}
 # Optimizer steps of that run at 1,000 simulations; they double with every tenfold budget.
 STEPS_AT_1000 = 2000
+# Problems with at most this many parameters get FEW_PARAMETERS_OPTIONS (budget_defaults).
+FEW_PARAMETERS = 2
+FEW_PARAMETERS_OPTIONS: dict[str, Any] = {"hidden_features": (96, 96, 96)}
 
 # Draws per pair that estimate a posterior's spread for ``spread_weighting``.
 _SPREAD_DRAWS = 4
@@ -172,8 +175,9 @@ class EnergyFlow(PosteriorEstimator):
     default_min_steps = 2000
 
     @classmethod
-    def budget_defaults(cls, num_simulations: int) -> dict[str, Any]:
-        """A planned, annealed training run, and 8 draws per pair below 10,000 simulations.
+    def budget_defaults(cls, num_simulations: int, theta_dim: int | None = None) -> dict[str, Any]:
+        """A planned, annealed training run; 8 draws per pair below 10,000 simulations; a
+        3 x 96 network for at most two parameters.
 
         Every budget trains :func:`planned_steps` optimizer steps with the learning rate
         decayed from 3e-3 to 0 on a cosine (no early stopping; the epoch kept is still
@@ -182,11 +186,17 @@ class EnergyFlow(PosteriorEstimator):
         10^3 and, with the 3 x 128 network, at 10^4 it tied on two_moons and was better
         on gaussian_mixture (``docs/BENCHMARKS.md``, sections 2.4 and 2.5). Below
         :data:`SMALL_BUDGET` simulations the small network with 8 draws per pair scored
-        as 16 did, at half the time per step (section 2.3).
+        as 16 did, at half the time per step (section 2.3). With one or two parameters
+        the 3 x 96 network scored as 3 x 128 did (two_moons and gaussian_mixture at 10^3
+        and 10^4) at 0.6-0.7x the training time and half the time per draw, which at
+        two parameters is where one pass of the network is slowest against NPE (section
+        2.5).
         """
         options = {**SCHEDULE_OPTIONS, "max_steps": planned_steps(num_simulations)}
         if num_simulations < SMALL_BUDGET:
             options.update(SMALL_BUDGET_OPTIONS)
+        if theta_dim is not None and theta_dim <= FEW_PARAMETERS:
+            options.update(FEW_PARAMETERS_OPTIONS)
         return options
 
     def __init__(

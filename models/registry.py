@@ -51,7 +51,10 @@ def get_family(name: str) -> type[PosteriorEstimator]:
 
 
 def split_options(
-    family: str, options: dict[str, Any] | None, num_simulations: int | None = None
+    family: str,
+    options: dict[str, Any] | None,
+    num_simulations: int | None = None,
+    theta_dim: int | None = None,
 ) -> tuple[EstimatorConfig, TrainConfig]:
     """Splits one flat dict of hyperparameters into the family's and the training config.
 
@@ -61,13 +64,16 @@ def split_options(
         num_simulations: The number of simulations the model will train on; when given,
             the family's :meth:`~PosteriorEstimator.budget_defaults` for it replace the
             class defaults of the options not named.
+        theta_dim: The number of parameters, passed on to ``budget_defaults`` with the
+            budget (the energy flow's network is narrower for one or two).
 
     Raises:
         ConfigError: For a key that belongs to neither, naming the known keys.
     """
     cls = get_family(family)
     named = dict(options or {})
-    options = {**(cls.budget_defaults(num_simulations) if num_simulations else {}), **named}
+    budget = cls.budget_defaults(num_simulations, theta_dim) if num_simulations else {}
+    options = {**budget, **named}
     config_class = cls.config_class
     model_keys, train_keys = set(config_class.field_names()), set(TrainConfig.field_names())
     unknown = sorted(set(named) - model_keys - train_keys)

@@ -55,7 +55,7 @@ class SemiAutoregressiveEnergyFlow(EnergyFlow):
     config: SemiAutoregressiveEnergyFlowConfig
 
     @classmethod
-    def budget_defaults(cls, num_simulations: int) -> dict[str, Any]:
+    def budget_defaults(cls, num_simulations: int, theta_dim: int | None = None) -> dict[str, Any]:
         """None: the energy flow's budget defaults were not measured for blocks."""
         return {}
 

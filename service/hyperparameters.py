@@ -55,12 +55,16 @@ class JobOptions:
 
 
 def normalize(
-    family: str, hyperparameters: dict[str, Any], num_simulations: int | None = None
+    family: str,
+    hyperparameters: dict[str, Any],
+    num_simulations: int | None = None,
+    theta_dim: int | None = None,
 ) -> JobOptions:
     """Checks what a training request names, once: the family, then the flat options.
 
-    Options not named take their defaults, for ``num_simulations`` when given (the
-    family's defaults may depend on the budget: ``PosteriorEstimator.budget_defaults``).
+    Options not named take their defaults, for ``num_simulations`` and ``theta_dim``
+    when given (the family's defaults may depend on the budget and the number of
+    parameters: ``PosteriorEstimator.budget_defaults``).
 
     Raises:
         InvalidInput: Naming ``family`` for an unknown family, ``hyperparameters`` for an
@@ -76,7 +80,7 @@ def normalize(
             "hyperparameters",
         )
     try:
-        model, training = split_options(family, hyperparameters, num_simulations)
+        model, training = split_options(family, hyperparameters, num_simulations, theta_dim)
     except ModelError as e:  # Config names the option (null ones included)
         raise InvalidInput(
             str(e), "family" if family not in family_names() else "hyperparameters"

@@ -67,8 +67,13 @@ async def create_job(
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> Any:
     dataset = await run_in_threadpool(state.datasets.get, body.dataset_id)
-    # The only parse of the options; defaults for the dataset's size.
-    options = normalize(body.family, body.hyperparameters, dataset.get("num_simulations"))
+    # The only parse of the options; defaults for the dataset's size and parameters.
+    options = normalize(
+        body.family,
+        body.hyperparameters,
+        dataset.get("num_simulations"),
+        dataset.get("theta_dim"),
+    )
     prior = None
     if body.prior is not None:
         try:

@@ -225,6 +225,11 @@ def test_budget_defaults_apply_under_named_options_when_the_budget_is_given() ->
     named, named_train = split_options("energy_flow", {"num_draws": 16, "max_steps": 9}, 500)
     assert named.num_draws == 16 and named_train.max_steps == 9
     assert split_options("energy_flow", {}, None) == (EnergyFlowConfig(), TrainConfig())
+    # One or two parameters get the narrower network, unless a width is named.
+    for theta_dim, hidden in ((1, (96,) * 3), (2, (96,) * 3), (3, (128,) * 3), (None, (128,) * 3)):
+        assert split_options("energy_flow", {}, 1_000, theta_dim)[0].hidden_features == hidden
+    named_width, _ = split_options("energy_flow", {"hidden_features": [64]}, 1_000, 2)
+    assert named_width.hidden_features == (64,)
     # Unknown options are still refused by name, the budget's defaults aside.
     with pytest.raises(ConfigError, match=r"\['hiden'\]"):
         split_options("energy_flow", {"hiden": 3}, 100)

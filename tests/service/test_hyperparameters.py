@@ -31,6 +31,7 @@ def test_the_stored_form_holds_the_defaults_for_the_datasets_size() -> None:
     large = normalize("energy_flow", {}, 10_000).to_dict()
     assert large["model"] == EnergyFlowConfig().to_dict()
     assert large["training"]["max_steps"] == 4_000
+    assert normalize("energy_flow", {}, 10_000, 2).to_dict()["model"]["hidden_features"] == [96] * 3
     asked = normalize("energy_flow", ASKED, 1_000).to_dict()
     assert asked["model"]["hidden_features"] == [8, 8] and asked["model"]["num_draws"] == 8
     assert asked["training"]["learning_rate"] == 0.01  # named, so not the budget's 3e-3
