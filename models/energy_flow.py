@@ -279,14 +279,12 @@ class EnergyFlow(PosteriorEstimator):
         # way to theta and the fold is idempotent, so folding here too would do it twice
         # on the sampling path (for the one-block energy flow, on every draw).
         u = torch.zeros(noise.shape[0], self.theta_dim, device=noise.device, dtype=noise.dtype)
-        last = len(self.blocks) - 1
-        for index, (start, stop) in enumerate(self.blocks):
-            out = self._generate(u, noise, h)
-            if index == last:
-                return out if index == 0 else torch.cat([u[:, :start], out[:, start:]], dim=-1)
-            out = self.theta_transform.fold_u(out)
+        for start, stop in self.blocks[:-1]:
+            out = self.theta_transform.fold_u(self._generate(u, noise, h))
             u = torch.cat([u[:, :start], out[:, start:stop], u[:, stop:]], dim=-1)
-        raise AssertionError("an energy flow has at least one block")
+        start = self.blocks[-1][0]  # the last block runs to the end
+        out = self._generate(u, noise, h)
+        return out if start == 0 else torch.cat([u[:, :start], out[:, start:]], dim=-1)
 
     def _loss_u(self, u: Tensor, h: Tensor) -> Tensor:
         return self._block_scores(u, h, self.config.spread_weighting, self.config.fold_penalty)
