@@ -36,7 +36,13 @@ from torch import Tensor
 
 from .base import ACTIVATIONS, EstimatorConfig, PosteriorEstimator
 from .config import require
-from .energy_score import check_beta, energy_score, mean_spread
+from .energy_score import (
+    check_beta,
+    energy_score,
+    marginal_energy_scores,
+    marginal_spreads,
+    mean_spread,
+)
 from .support import BOUNDED_MAPS, BoxPrior, ThetaTransform
 
 NOISES = ("gaussian", "uniform")
@@ -120,6 +126,25 @@ class EnergyFlowConfig(EstimatorConfig):
             comes from a mixture of ``K`` generators sharing one trunk. One continuous
             map of Gaussian noise must leave mass on the bridges between separated
             modes; ``K`` heads can each take a mode. Costs one wider output layer.
+        marginal_weight: Weight of the mean over coordinates of each coordinate's own
+            (marginal) energy score, added to the joint score of every block of more
+            than one coordinate; with ``spread_weighting`` each coordinate's score is
+            divided by that coordinate's spread. The joint score measures distances in
+            all coordinates at once, so a coordinate whose posterior is narrow next to
+            the others' barely moves it: its sharpness is fitted last. The marginal
+            scores are proper for the marginals, so the sum stays proper.
+        sign_noise: How many of each parameter's ``noise_per_dim`` noise features are
+            replaced by their sign (+1 or -1, equal odds). A network is continuous in
+            its inputs, so from continuous noise alone it must leave mass on the bridges
+            between separated modes; discrete inputs let it jump between them.
+        coordinate_scaling: With ``spread_weighting``, measure the training score's
+            distances in units of each coordinate's current posterior spread (per pair,
+            from the same separate draws as the weights). Standardization puts every
+            coordinate on the prior's scale, but a posterior can be a hundred times
+            narrower in one coordinate than in another, and then the joint score barely
+            sees the narrow one. A positive scale per coordinate that depends on ``x``
+            only is an invertible linear map of the parameter space, so the score stays
+            strictly proper and still sees the dependence between coordinates.
     """
 
     hidden_features: tuple[int, ...] = (128, 128, 128)
@@ -132,16 +157,26 @@ class EnergyFlowConfig(EstimatorConfig):
     bounded_map: str = "fold"
     fold_penalty: float = 1.0
     mixture_heads: int = 1
+    marginal_weight: float = 0.0
+    sign_noise: int = 0
+    coordinate_scaling: bool = False
 
     def validate(self) -> None:
         super().validate()
         require(len(self.hidden_features) >= 1, "hidden_features needs at least one layer")
         require(all(h > 0 for h in self.hidden_features), "hidden_features must be > 0")
         require(self.noise_per_dim >= 1, "noise_per_dim must be >= 1")
+        require(
+            0 <= self.sign_noise <= self.noise_per_dim,
+            f"sign_noise must lie in [0, noise_per_dim], got {self.sign_noise}",
+        )
         require(self.mixture_heads >= 1, f"mixture_heads must be >= 1, got {self.mixture_heads}")
         require(self.num_draws >= 2, f"num_draws must be >= 2, got {self.num_draws}")
         check_beta(self.beta)
         require(self.fold_penalty >= 0, f"fold_penalty must be >= 0, got {self.fold_penalty}")
+        require(
+            self.marginal_weight >= 0, f"marginal_weight must be >= 0, got {self.marginal_weight}"
+        )
         require(self.noise in NOISES, f"noise must be one of {NOISES}, got {self.noise!r}")
         require(
             self.bounded_map in BOUNDED_MAPS,
@@ -243,10 +278,17 @@ class EnergyFlow(PosteriorEstimator):
     def draw_noise(self, num: int, generator: torch.Generator | None = None) -> Tensor:
         """Noise for ``num`` draws, shape ``(num, noise_features)``, of the kind configured."""
         if self.config.noise == "gaussian":
-            return super().draw_noise(num, generator)
-        device = generator.device if generator is not None else self.device
-        noise = torch.rand(num, self.noise_features, generator=generator, device=device)
-        return ((2 * noise - 1) * math.sqrt(3.0)).to(self.device)
+            noise = super().draw_noise(num, generator)
+        else:
+            device = generator.device if generator is not None else self.device
+            noise = torch.rand(num, self.noise_features, generator=generator, device=device)
+            noise = ((2 * noise - 1) * math.sqrt(3.0)).to(self.device)
+        signs, k = self.config.sign_noise, self.config.noise_per_dim
+        if signs == 1:  # each parameter's first feature (one strided view: few operators)
+            noise[:, : self.network_noise : k].sign_()
+        elif signs > 1:  # the first ``signs`` features of each parameter
+            noise[:, : self.network_noise].view(num, self.theta_dim, k)[..., :signs].sign_()
+        return noise
 
     block_of: Tensor
 
@@ -287,7 +329,10 @@ class EnergyFlow(PosteriorEstimator):
         return out if start == 0 else torch.cat([u[:, :start], out[:, start:]], dim=-1)
 
     def _loss_u(self, u: Tensor, h: Tensor) -> Tensor:
-        return self._block_scores(u, h, self.config.spread_weighting, self.config.fold_penalty)
+        config = self.config
+        return self._block_scores(
+            u, h, config.spread_weighting, config.fold_penalty, config.marginal_weight
+        )
 
     def validation_loss(self, theta: Tensor, x: Tensor) -> Tensor:
         """The plain (unweighted) energy score per pair, shape ``(N,)``.
@@ -296,10 +341,16 @@ class EnergyFlow(PosteriorEstimator):
         two epochs is not comparable (a far too wide posterior divides its large score
         by its large spread); early stopping compares the plain score, which is.
         """
-        return self._block_scores(self.theta_transform(theta), self.context(x), False, 0.0)
+        return self._block_scores(self.theta_transform(theta), self.context(x), False, 0.0, 0.0)
 
-    def _block_scores(self, u: Tensor, h: Tensor, weighted: bool, penalty: float) -> Tensor:
+    def _block_scores(
+        self, u: Tensor, h: Tensor, weighted: bool, penalty: float, marginal: float
+    ) -> Tensor:
         """Energy scores of ``m`` draws per pair ``(N,)``, summed over blocks.
+
+        With ``marginal > 0`` the mean of the coordinates' own energy scores (each
+        divided by its spread when ``weighted``), times ``marginal``, is added for the
+        coordinates of blocks wider than one.
 
         With ``penalty > 0`` the mean squared distance by which the unfolded draws go
         past one reflection of the prior box, times ``penalty``, is added (zero unless
@@ -311,20 +362,34 @@ class EnergyFlow(PosteriorEstimator):
         raw = self._teacher_forced_raw(m, u, h)
         draws = self.theta_transform.fold_u(raw)
         weights = [torch.ones(()) for _ in self.blocks]
+        coordinate_weights = torch.ones(())
+        scale = None  # per-coordinate spreads (N, D), with coordinate_scaling
         if weighted:
             # Separate draws give the weights, so a weight is independent of the draws
             # whose score it scales (weights from the same draws would correlate with
             # the score's gradient and bias the fit towards too wide posteriors).
             with torch.no_grad():
                 extra = self.theta_transform.fold_u(self._teacher_forced_raw(_SPREAD_DRAWS, u, h))
+                if self.config.coordinate_scaling:
+                    scale = marginal_spreads(extra, 1.0).clamp_min(_MIN_SPREAD)  # (N, D)
+                    extra = extra / scale
                 weights = [
                     1.0 / mean_spread(extra[..., start:stop], beta).clamp_min(_MIN_SPREAD)
                     for start, stop in self.blocks
                 ]
+                if marginal > 0:
+                    coordinate_weights = 1.0 / marginal_spreads(extra, beta).clamp_min(_MIN_SPREAD)
+        if scale is not None:
+            draws, u = draws / scale, u / scale
         scores: Tensor = sum(  # type: ignore[assignment]
             weight * energy_score(draws[..., start:stop], u[..., start:stop], beta)
             for weight, (start, stop) in zip(weights, self.blocks, strict=True)
         )
+        if marginal > 0 and len(self.blocks) < self.theta_dim:
+            per_coordinate = coordinate_weights * marginal_energy_scores(draws, u, beta)
+            several = torch.tensor([stop - start > 1 for start, stop in self.blocks])
+            kept = several[self.block_of].to(per_coordinate.device)  # coordinates of wide blocks
+            scores = scores + marginal * per_coordinate[:, kept].mean(dim=-1)
         if penalty > 0:
             scores = scores + penalty * self.theta_transform.outside_u(raw).mean(dim=0)
         return scores

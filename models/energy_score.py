@@ -98,3 +98,36 @@ def energy_score(samples: Tensor, target: Tensor, beta: float = 1.0) -> Tensor:
         raise ConfigError(f"the energy score needs at least 2 draws per target, got {m}")
     accuracy = distance_power(samples - target, beta).mean(dim=0)
     return accuracy - mean_spread(samples, beta) / 2
+
+
+def marginal_spreads(samples: Tensor, beta: float) -> Tensor:
+    """:func:`mean_spread` of each coordinate on its own.
+
+    Arguments:
+        samples: Draws with shape :math:`(m, N, D)`, :math:`m \\ge 2`.
+        beta: The exponent :math:`\\beta`.
+
+    Returns:
+        The mean powered distance between distinct draws per coordinate, shape :math:`(N, D)`.
+    """
+    m = samples.shape[0]
+    pairwise = distance_power((samples[:, None] - samples[None, :]).unsqueeze(-1), beta)
+    return pairwise.sum(dim=(0, 1)) / (m * (m - 1))
+
+
+def marginal_energy_scores(samples: Tensor, target: Tensor, beta: float) -> Tensor:
+    """The energy score of each coordinate's marginal (for :math:`\\beta = 1`, its CRPS).
+
+    Each is proper for its marginal, so a positive combination of them added to the
+    joint :func:`energy_score` keeps the joint score strictly proper.
+
+    Arguments:
+        samples: Draws with shape :math:`(m, N, D)`, :math:`m \\ge 2`.
+        target: Observed values, shape :math:`(N, D)`.
+        beta: The exponent, in :math:`(0, 2)`.
+
+    Returns:
+        The scores, shape :math:`(N, D)`. Lower is better.
+    """
+    accuracy = distance_power((samples - target).unsqueeze(-1), beta).mean(dim=0)
+    return accuracy - marginal_spreads(samples, beta) / 2

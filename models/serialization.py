@@ -40,6 +40,9 @@ LEGACY_OPTIONS: dict[str, Any] = {
     "bounded_map": "logit",
     "fold_penalty": 0.0,
     "mixture_heads": 1,
+    "marginal_weight": 0.0,
+    "sign_noise": 0,
+    "coordinate_scaling": False,
 }
 
 

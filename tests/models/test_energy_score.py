@@ -104,3 +104,64 @@ def test_spread_weighting_makes_the_loss_scale_free() -> None:
         loss_large = flow._loss_u(u, h).mean()
     # Unweighted, the score would grow by 10 ** 0.5 = 3.2x.
     assert float(loss_large / loss_small) == pytest.approx(1.0, rel=0.15)
+
+
+def test_marginal_scores_are_each_coordinates_own_energy_score() -> None:
+    from sbiserve.models.energy_score import marginal_energy_scores, marginal_spreads
+
+    torch.manual_seed(4)
+    draws, target = torch.randn(6, 3, 2), torch.randn(3, 2)
+    for beta in (0.5, 1.0):
+        per_coordinate = marginal_energy_scores(draws, target, beta)
+        assert per_coordinate.shape == (3, 2)
+        for j in range(2):
+            alone = energy_score(draws[..., j : j + 1], target[:, j : j + 1], beta)
+            assert torch.allclose(per_coordinate[:, j], alone, atol=1e-6)
+            spread = mean_spread(draws[..., j : j + 1], beta)
+            assert torch.allclose(marginal_spreads(draws, beta)[:, j], spread, atol=1e-6)
+
+
+def test_the_marginal_scores_enter_the_training_loss_only() -> None:
+    """A draw set whose joint score is fine but whose narrow coordinate is off pays for
+    it with ``marginal_weight``; the validation score (plain energy score) does not move."""
+    from sbiserve.models import EnergyFlow, EnergyFlowConfig
+
+    torch.manual_seed(0)
+    theta, x = torch.randn(128, 3), torch.randn(128, 2)
+    losses = {}
+    for weight in (0.0, 2.0):
+        torch.manual_seed(1)
+        flow = EnergyFlow(3, 2, EnergyFlowConfig(hidden_features=(8,), marginal_weight=weight))
+        flow.fit_standardization(theta, x)
+        torch.manual_seed(2)
+        losses[weight] = (flow.loss(theta, x).mean(), flow.validation_loss(theta, x).mean())
+    assert losses[2.0][0] > losses[0.0][0] + 0.5
+    assert torch.allclose(losses[2.0][1], losses[0.0][1])
+    with pytest.raises(ConfigError, match="marginal_weight"):
+        EnergyFlowConfig(marginal_weight=-1.0)
+
+
+def test_coordinate_scaling_makes_the_loss_blind_to_one_coordinates_scale() -> None:
+    """Stretching one coordinate of every draw (and of the target) by 10 changes the
+    spread-weighted score, whose distances mix both coordinates; measured in each
+    coordinate's own spread, the score stays where it was."""
+    from sbiserve.models import EnergyFlow, EnergyFlowConfig
+
+    ratios = {}
+    for scaling in (False, True):
+        torch.manual_seed(0)
+        config = EnergyFlowConfig(num_draws=64, coordinate_scaling=scaling, bounded_map="logit")
+        flow = EnergyFlow(2, 1, config)
+        h, u = torch.zeros(2000, 1), torch.zeros(2000, 2)
+        with torch.no_grad():
+            flow.network.requires_grad_(False)
+            torch.manual_seed(1)
+            before = flow._loss_u(u, h).mean()
+            last = flow.network[-1]
+            last.weight[1].mul_(10.0)
+            last.bias[1].mul_(10.0)
+            torch.manual_seed(1)
+            after = flow._loss_u(u, h).mean()
+        ratios[scaling] = float(after / before)
+    assert abs(ratios[False] - 1.0) > 0.2
+    assert ratios[True] == pytest.approx(1.0, rel=0.1)

@@ -178,3 +178,29 @@ def test_mixture_heads_pick_each_head_with_equal_odds(tmp_path) -> None:
     seed = torch.Generator().manual_seed(5)
     first = flow.sample((50,), x=torch.zeros(1), generator=seed)
     assert torch.equal(first, again.sample((50,), x=torch.zeros(1), generator=seed.manual_seed(5)))
+
+
+def test_sign_noise_replaces_each_parameters_first_features_by_signs(tmp_path) -> None:
+    from sbiserve.models import (
+        ConfigError,
+        EnergyFlow,
+        EnergyFlowConfig,
+        load_estimator,
+        save_estimator,
+    )
+
+    config = EnergyFlowConfig(hidden_features=(8,), sign_noise=1, bounded_map="logit")
+    torch.manual_seed(0)
+    flow = EnergyFlow(2, 1, config)
+    noise = flow.draw_noise(1000).view(1000, 2, 2)  # (draw, parameter, feature)
+    assert set(noise[..., 0].unique().tolist()) == {-1.0, 1.0}
+    assert noise[..., 1].unique().numel() == 1000 * 2  # the second stays Gaussian
+    assert abs(float(noise[..., 0].mean())) < 0.1  # equal odds
+    with pytest.raises(ConfigError, match="sign_noise"):
+        EnergyFlowConfig(noise_per_dim=2, sign_noise=3)
+    save_estimator(flow, tmp_path / "m")
+    again = load_estimator(tmp_path / "m")
+    assert again.config.sign_noise == 1
+    seed = torch.Generator().manual_seed(5)
+    first = flow.sample((50,), x=torch.zeros(1), generator=seed)
+    assert torch.equal(first, again.sample((50,), x=torch.zeros(1), generator=seed.manual_seed(5)))
