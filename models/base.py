@@ -144,6 +144,14 @@ class PosteriorEstimator(nn.Module):
             "log_prob is not available (sample from it instead)"
         )
 
+    def fold_for_serving(self) -> None:
+        """Rewrites the model for sampling only, once it will not train again.
+
+        Called by :func:`~sbiserve.models.serving.prepare_for_serving` after the masks
+        are folded. The default does nothing; a family may fold fixed affine steps into
+        its weights there (the draws must stay the same up to rounding).
+        """
+
     # ------------------------------------------------------------------ public API
     @property
     def prior(self) -> BoxPrior:

@@ -43,7 +43,7 @@ from .energy_score import (
     marginal_spreads,
     mean_spread,
 )
-from .support import BOUNDED_MAPS, BoxPrior, ThetaTransform
+from .support import BOUNDED_MAPS, BoxPrior, Standardize, ThetaTransform
 
 NOISES = ("gaussian", "uniform")
 
@@ -270,6 +270,38 @@ class EnergyFlow(PosteriorEstimator):
             residual=config.residual,
         )
 
+    # Set by fold_for_serving: the first layer no longer reads u (one block only).
+    _without_u = False
+
+    def fold_for_serving(self) -> None:
+        """Folds the observation's z-scoring into the first layer and, for one block,
+        drops the first layer's ``u`` inputs (their weights are masked to zero).
+
+        At one draw each torch operator is a fixed cost comparable to a layer's
+        multiply: this saves the z-scoring's subtraction and division and the block
+        loop's zeros. ``W h = (W / sigma) x - W (mu / sigma)`` for ``h = (x - mu) / sigma``.
+        """
+        first = self.network[0]
+        if not isinstance(first, torch.nn.Linear):  # masks not folded: nothing to do
+            return
+        weight, bias = first.weight.detach(), first.bias.detach()
+        context = weight.shape[1] - self.context_features
+        if isinstance(self.embedding, torch.nn.Identity) and isinstance(
+            self.x_standardize, Standardize
+        ):
+            scaled = weight[:, context:] / self.x_standardize.std
+            bias = bias - scaled @ self.x_standardize.mean
+            weight = torch.cat([weight[:, :context], scaled], dim=1)
+            self.x_standardize = torch.nn.Identity()  # type: ignore[assignment]
+        if len(self.blocks) == 1:
+            weight = weight[:, self.theta_dim :]
+            self._without_u = True
+        folded = torch.nn.Linear(weight.shape[1], weight.shape[0], device=weight.device)
+        with torch.no_grad():
+            folded.weight.copy_(weight)
+            folded.bias.copy_(bias)
+        self.network[0] = folded
+
     @staticmethod
     def block_sizes(theta_dim: int, config: EnergyFlowConfig) -> list[int]:
         """Sizes of the autoregressive blocks: one block holding every dimension."""
@@ -301,7 +333,8 @@ class EnergyFlow(PosteriorEstimator):
         network_noise = noise  # with heads, their selectors follow the network's noise
         if noise.shape[-1] != self.network_noise:
             network_noise = noise[..., : self.network_noise]
-        out = self.network(torch.cat([u, network_noise, h], dim=-1))
+        inputs = [network_noise, h] if self._without_u else [u, network_noise, h]
+        out = self.network(torch.cat(inputs, dim=-1))
         heads = self.config.mixture_heads
         if heads == 1:
             return out
@@ -320,6 +353,8 @@ class EnergyFlow(PosteriorEstimator):
         # in training); the last block is not: ``theta_transform.inverse`` folds on its
         # way to theta and the fold is idempotent, so folding here too would do it twice
         # on the sampling path (for the one-block energy flow, on every draw).
+        if self._without_u:  # one block, served: the network does not read u
+            return self._generate(noise, noise, h)
         u = torch.zeros(noise.shape[0], self.theta_dim, device=noise.device, dtype=noise.dtype)
         for start, stop in self.blocks[:-1]:
             out = self.theta_transform.fold_u(self._generate(u, noise, h))

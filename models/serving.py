@@ -55,12 +55,15 @@ def fold_masks(module: nn.Module) -> int:
 
 
 def prepare_for_serving(estimator: PosteriorEstimator) -> PosteriorEstimator:
-    """Folds masks, switches to eval mode and turns gradients off; returns ``estimator``.
+    """Folds masks, lets the family fold what else it can
+    (:meth:`~sbiserve.models.base.PosteriorEstimator.fold_for_serving`), switches to eval
+    mode and turns gradients off; returns ``estimator``.
 
     The estimator can still sample and evaluate densities, but it is not meant to be
     trained or saved again (its masked layers are gone).
     """
     fold_masks(estimator)
+    estimator.fold_for_serving()
     estimator.eval()
     estimator.requires_grad_(False)
     return estimator

@@ -204,3 +204,23 @@ def test_sign_noise_replaces_each_parameters_first_features_by_signs(tmp_path) -
     seed = torch.Generator().manual_seed(5)
     first = flow.sample((50,), x=torch.zeros(1), generator=seed)
     assert torch.equal(first, again.sample((50,), x=torch.zeros(1), generator=seed.manual_seed(5)))
+
+
+@pytest.mark.parametrize("family", ["energy_flow", "semi_autoregressive_energy_flow"])
+def test_serving_folds_the_observations_z_scoring_into_the_first_layer(family: str) -> None:
+    from sbiserve.models import build_estimator, prepare_for_serving
+
+    torch.manual_seed(0)
+    flow = build_estimator(family, 3, 2, {"hidden_features": [16, 16]})
+    flow.fit_standardization(torch.randn(200, 3), torch.randn(200, 2) * 5 + 3)
+    x = torch.tensor([[4.0, -2.0], [1.0, 9.0]])
+    with torch.no_grad():
+        before = flow.sample((500,), x, generator=torch.Generator().manual_seed(1))
+    inputs = flow.network[0].in_features
+    served = prepare_for_serving(flow)
+    assert isinstance(served.x_standardize, torch.nn.Identity)
+    one_block = family == "energy_flow"  # u's inputs go: their weights are masked to zero
+    assert served.network[0].in_features == inputs - (3 if one_block else 0)
+    with torch.inference_mode():
+        after = served.sample((500,), x, generator=torch.Generator().manual_seed(1))
+    assert torch.allclose(before, after, atol=1e-5)
