@@ -47,9 +47,6 @@ from .support import BOUNDED_MAPS, BoxPrior, Standardize, ThetaTransform
 
 NOISES = ("gaussian", "uniform")
 
-# Budgets (simulations) below this get SMALL_BUDGET_OPTIONS as defaults (budget_defaults).
-SMALL_BUDGET = 10_000
-SMALL_BUDGET_OPTIONS: dict[str, Any] = {"num_draws": 8}
 # The training schedule every budget gets (budget_defaults): a planned run of
 # planned_steps(num_simulations) steps, the learning rate decayed from 3e-3 to 0.
 SCHEDULE_OPTIONS: dict[str, Any] = {"lr_schedule": "cosine", "learning_rate": 3e-3}
@@ -95,6 +92,10 @@ class EnergyFlowConfig(EstimatorConfig):
             against 0.80; ``docs/bench/tuning_energy_flow.jsonl``).
         num_draws: Draws ``m`` per training pair in the energy score (>= 2). More draws
             make the loss and the validation score less noisy, at ``m`` passes per pair.
+            8: with the planned schedule of :meth:`EnergyFlow.budget_defaults` 8 draws
+            scored as 16 did on all eight tasks of the quick protocol at 10^4 (and on the
+            ones measured at 10^3) at half the training time (``docs/BENCHMARKS.md``,
+            sections 2.3 and 2.7).
         spread_weighting: Divide each pair's energy score by its posterior's current
             spread (the mean powered distance between draws, from separate draws without
             gradient). The score scales as ``width ** beta``, so without it pairs with
@@ -151,7 +152,7 @@ class EnergyFlowConfig(EstimatorConfig):
     noise_per_dim: int = 2
     residual: bool = True
     beta: float = 0.5
-    num_draws: int = 16
+    num_draws: int = 8
     spread_weighting: bool = True
     noise: str = "gaussian"
     bounded_map: str = "fold"
@@ -211,25 +212,20 @@ class EnergyFlow(PosteriorEstimator):
 
     @classmethod
     def budget_defaults(cls, num_simulations: int, theta_dim: int | None = None) -> dict[str, Any]:
-        """A planned, annealed training run; 8 draws per pair below 10,000 simulations; a
-        3 x 96 network for at most two parameters.
+        """A planned, annealed training run; a 3 x 96 network for at most two parameters.
 
         Every budget trains :func:`planned_steps` optimizer steps with the learning rate
         decayed from 3e-3 to 0 on a cosine (no early stopping; the epoch kept is still
         the latest within one standard error of the best). Against the previous default
         (1e-3 halved on plateaus, early stopping after a 2,000-step floor) it tied at
         10^3 and, with the 3 x 128 network, at 10^4 it tied on two_moons and was better
-        on gaussian_mixture (``docs/BENCHMARKS.md``, sections 2.4 and 2.5). Below
-        :data:`SMALL_BUDGET` simulations the small network with 8 draws per pair scored
-        as 16 did, at half the time per step (section 2.3). With one or two parameters
-        the 3 x 96 network scored as 3 x 128 did (two_moons and gaussian_mixture at 10^3
-        and 10^4) at 0.6-0.7x the training time and half the time per draw, which at
-        two parameters is where one pass of the network is slowest against NPE (section
-        2.5).
+        on gaussian_mixture (``docs/BENCHMARKS.md``, sections 2.4 and 2.5). With one or
+        two parameters the 3 x 96 network scored as 3 x 128 did (two_moons and
+        gaussian_mixture at 10^3 and 10^4) at 0.6-0.7x the training time and half the
+        time per draw, which at two parameters is where one pass of the network is
+        slowest against NPE (section 2.5).
         """
         options = {**SCHEDULE_OPTIONS, "max_steps": planned_steps(num_simulations)}
-        if num_simulations < SMALL_BUDGET:
-            options.update(SMALL_BUDGET_OPTIONS)
         if theta_dim is not None and theta_dim <= FEW_PARAMETERS:
             options.update(FEW_PARAMETERS_OPTIONS)
         return options

@@ -37,10 +37,13 @@ class SemiAutoregressiveEnergyFlowConfig(EnergyFlowConfig):
             Dimensions are split into contiguous blocks as evenly as possible.
         hidden_features: As for the energy flow, whose 3 x 128 default was measured
             without blocks; the semi-autoregressive flow keeps 3 x 256.
+        num_draws: As for the energy flow, whose default of 8 was measured without
+            blocks; the semi-autoregressive flow keeps 16.
     """
 
     blocks: int = 2
     hidden_features: tuple[int, ...] = (256, 256, 256)
+    num_draws: int = 16
 
     def validate(self) -> None:
         super().validate()

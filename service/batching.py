@@ -51,28 +51,40 @@ def sample_many(
     draws and paired with its own seeded noise; the generator then runs over all rows in
     slices of at most ``max_draws``.
     """
+    # Operators that would change nothing are skipped (one request needs no concatenation,
+    # one part no slicing): for a single draw each costs about as much as a layer.
     with torch.inference_mode():
-        x = torch.as_tensor(np.concatenate([r["x"] for r in requests]), device=device)
+        xs = [r["x"] for r in requests]
+        x = torch.from_numpy(
+            np.ascontiguousarray(xs[0] if len(xs) == 1 else np.concatenate(xs), np.float32)
+        )
+        if x.device != torch.device(device):
+            x = x.to(device)
         h = estimator.context(x)
         rows, noise, offset = [], [], 0
         for r in requests:
             batch, num = r["x"].shape[0], r["num_samples"]
-            h_r = h[offset : offset + batch]
+            h_r = h if len(requests) == 1 else h[offset : offset + batch]
             offset += batch
-            rows.append(h_r.expand(num, *h_r.shape).reshape(num * batch, -1))
+            if batch == 1:  # (1, C) to (num, C): one view
+                rows.append(h_r.expand(num, -1))
+            else:
+                rows.append(h_r.expand(num, *h_r.shape).reshape(num * batch, -1))
             generator = torch.Generator().manual_seed(r["seed"])
             noise.append(estimator.draw_noise(num * batch, generator))
-        h_all, noise_all = torch.cat(rows), torch.cat(noise)
+        h_all = rows[0] if len(rows) == 1 else torch.cat(rows)
+        noise_all = noise[0] if len(noise) == 1 else torch.cat(noise)
         step = max_draws  # one request may exceed it alone
-        theta = np.concatenate(
-            [
-                estimator.sample_from_context(h_all[i : i + step], noise_all[i : i + step])
-                .float()
-                .cpu()
-                .numpy()
-                for i in range(0, h_all.shape[0], step)
-            ]
-        )
+        parts = []
+        for i in range(0, h_all.shape[0], step):
+            whole = i == 0 and h_all.shape[0] <= step
+            h_part = h_all if whole else h_all[i : i + step]
+            noise_part = noise_all if whole else noise_all[i : i + step]
+            part = estimator.sample_from_context(h_part, noise_part)
+            if part.dtype != torch.float32 or part.device.type != "cpu":
+                part = part.float().cpu()
+            parts.append(part.numpy())
+        theta = parts[0] if len(parts) == 1 else np.concatenate(parts)
     out, start = [], 0
     for r in requests:
         count = draws_of(r)

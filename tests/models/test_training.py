@@ -212,15 +212,17 @@ def test_options_are_split_and_checked() -> None:
 
 
 def test_budget_defaults_apply_under_named_options_when_the_budget_is_given() -> None:
-    from sbiserve.models.energy_flow import SMALL_BUDGET, planned_steps
+    from sbiserve.models.energy_flow import planned_steps
 
-    small, small_train = split_options("energy_flow", {}, SMALL_BUDGET - 1)
+    small, small_train = split_options("energy_flow", {}, 9_999)
     assert small.num_draws == 8 and small.hidden_features == (128, 128, 128)
     assert small_train.lr_schedule == "cosine" and small_train.learning_rate == 3e-3
-    assert small_train.max_steps == planned_steps(SMALL_BUDGET - 1)
-    large, large_train = split_options("energy_flow", {}, SMALL_BUDGET)
-    assert large == EnergyFlowConfig() and large.num_draws == 16
+    assert small_train.max_steps == planned_steps(9_999)
+    large, large_train = split_options("energy_flow", {}, 10_000)
+    assert large == EnergyFlowConfig() and large.num_draws == 8
     assert large_train.lr_schedule == "cosine" and large_train.max_steps == 4000
+    saef, _ = split_options("semi_autoregressive_energy_flow", {}, 10_000)
+    assert saef.num_draws == 16  # measured without blocks: the SAEF keeps its own
     # A named option wins; no budget keeps the class defaults and TrainConfig's.
     named, named_train = split_options("energy_flow", {"num_draws": 16, "max_steps": 9}, 500)
     assert named.num_draws == 16 and named_train.max_steps == 9
