@@ -289,7 +289,7 @@ class EnergyFlow(PosteriorEstimator):
             bias = bias - scaled @ self.x_standardize.mean
             weight = torch.cat([weight[:, :context], scaled], dim=1)
             self.x_standardize = torch.nn.Identity()  # type: ignore[assignment]
-        if len(self.blocks) == 1:
+        if len(self.blocks) == 1 and not self._without_u:  # once: this may run twice
             weight = weight[:, self.theta_dim :]
             self._without_u = True
         folded = torch.nn.Linear(weight.shape[1], weight.shape[0], device=weight.device)

@@ -224,3 +224,8 @@ def test_serving_folds_the_observations_z_scoring_into_the_first_layer(family: s
     with torch.inference_mode():
         after = served.sample((500,), x, generator=torch.Generator().manual_seed(1))
     assert torch.allclose(before, after, atol=1e-5)
+    again = prepare_for_serving(served)  # a second preparation changes nothing
+    assert again.network[0].in_features == served.network[0].in_features
+    with torch.inference_mode():
+        twice = again.sample((500,), x, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(after, twice)
