@@ -250,6 +250,9 @@ class EnergyFlow(PosteriorEstimator):
         self.network_noise = k * theta_dim
         self.noise_features = self.network_noise + (len(sizes) if config.mixture_heads > 1 else 0)
         self.register_buffer("block_of", block_of, persistent=False)
+        # Coordinates of blocks wider than one: where marginal_weight adds their own scores.
+        wide = torch.tensor([n > 1 for n in sizes])[block_of]
+        self.register_buffer("_wide_coordinates", wide, persistent=False)
         noise_block = block_of.repeat_interleave(k)
         adjacency = torch.cat(
             [
@@ -281,13 +284,13 @@ class EnergyFlow(PosteriorEstimator):
         if not isinstance(first, torch.nn.Linear):  # masks not folded: nothing to do
             return
         weight, bias = first.weight.detach(), first.bias.detach()
-        context = weight.shape[1] - self.context_features
+        first_h = weight.shape[1] - self.context_features  # h is the inputs' last part
         if isinstance(self.embedding, torch.nn.Identity) and isinstance(
             self.x_standardize, Standardize
         ):
-            scaled = weight[:, context:] / self.x_standardize.std
+            scaled = weight[:, first_h:] / self.x_standardize.std
             bias = bias - scaled @ self.x_standardize.mean
-            weight = torch.cat([weight[:, :context], scaled], dim=1)
+            weight = torch.cat([weight[:, :first_h], scaled], dim=1)
             self.x_standardize = torch.nn.Identity()  # type: ignore[assignment]
         if len(self.blocks) == 1 and not self._without_u:  # once: this may run twice
             weight = weight[:, self.theta_dim :]
@@ -319,6 +322,7 @@ class EnergyFlow(PosteriorEstimator):
         return noise
 
     block_of: Tensor
+    _wide_coordinates: Tensor
 
     def _generate(self, u: Tensor, noise: Tensor, h: Tensor) -> Tensor:
         """One network pass: ``(*, D)``, ``(*, noise_features)``, ``(*, C)`` to ``(*, D)``.
@@ -418,9 +422,8 @@ class EnergyFlow(PosteriorEstimator):
         )
         if marginal > 0 and len(self.blocks) < self.theta_dim:
             per_coordinate = coordinate_weights * marginal_energy_scores(draws, u, beta)
-            several = torch.tensor([stop - start > 1 for start, stop in self.blocks])
-            kept = several[self.block_of].to(per_coordinate.device)  # coordinates of wide blocks
-            scores = scores + marginal * per_coordinate[:, kept].mean(dim=-1)
+            wide = per_coordinate[:, self._wide_coordinates]
+            scores = scores + marginal * wide.mean(dim=-1)
         if penalty > 0:
             scores = scores + penalty * self.theta_transform.outside_u(raw).mean(dim=0)
         return scores
