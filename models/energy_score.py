@@ -58,7 +58,8 @@ def mean_spread(samples: Tensor, beta: float) -> Tensor:
     """:math:`\\frac{1}{m(m-1)}\\sum_{j \\neq k} \\|t_j - t_k\\|^\\beta` per target.
 
     Arguments:
-        samples: Draws with shape :math:`(m, N, D)`, :math:`m \\ge 2`.
+        samples: Draws with shape :math:`(m, N, D)` (or :math:`(m, N, *, D)`: any
+            dimensions between the draws and the coordinates are kept), :math:`m \\ge 2`.
         beta: The exponent :math:`\\beta`.
 
     Returns:
@@ -110,9 +111,7 @@ def marginal_spreads(samples: Tensor, beta: float) -> Tensor:
     Returns:
         The mean powered distance between distinct draws per coordinate, shape :math:`(N, D)`.
     """
-    m = samples.shape[0]
-    pairwise = distance_power((samples[:, None] - samples[None, :]).unsqueeze(-1), beta)
-    return pairwise.sum(dim=(0, 1)) / (m * (m - 1))
+    return mean_spread(samples.unsqueeze(-1), beta)  # each coordinate as a 1-D draw
 
 
 def marginal_energy_scores(samples: Tensor, target: Tensor, beta: float) -> Tensor:
