@@ -216,6 +216,7 @@ def test_budget_defaults_apply_under_named_options_when_the_budget_is_given() ->
 
     small, small_train = split_options("energy_flow", {}, 9_999)
     assert small.num_draws == 8 and small.hidden_features == (128, 128, 128)
+    assert split_options("energy_flow", {}, 1_000)[0].hidden_features == (64, 64, 64)
     assert small_train.lr_schedule == "cosine" and small_train.learning_rate == 3e-3
     assert small_train.max_steps == planned_steps(9_999)
     large, large_train = split_options("energy_flow", {}, 10_000)
@@ -227,9 +228,13 @@ def test_budget_defaults_apply_under_named_options_when_the_budget_is_given() ->
     named, named_train = split_options("energy_flow", {"num_draws": 16, "max_steps": 9}, 500)
     assert named.num_draws == 16 and named_train.max_steps == 9
     assert split_options("energy_flow", {}, None) == (EnergyFlowConfig(), TrainConfig())
-    # One or two parameters get the narrower network, unless a width is named.
+    # One or two parameters get the narrower network, unless a width is named; below
+    # SMALL_BUDGET simulations every problem gets the small one.
     for theta_dim, hidden in ((1, (96,) * 3), (2, (96,) * 3), (3, (128,) * 3), (None, (128,) * 3)):
-        assert split_options("energy_flow", {}, 1_000, theta_dim)[0].hidden_features == hidden
+        assert split_options("energy_flow", {}, 5_000, theta_dim)[0].hidden_features == hidden
+        assert split_options("energy_flow", {}, 1_000, theta_dim)[0].hidden_features == (64,) * 3
+    assert split_options("energy_flow", {}, 2_999)[0].hidden_features == (64,) * 3
+    assert split_options("energy_flow", {}, 3_000)[0].hidden_features == (128,) * 3
     named_width, _ = split_options("energy_flow", {"hidden_features": [64]}, 1_000, 2)
     assert named_width.hidden_features == (64,)
     # Unknown options are still refused by name, the budget's defaults aside.
