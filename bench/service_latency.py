@@ -2,7 +2,8 @@
 sampling of the same model.
 
 One run starts ``sbiserve serve`` in its own process (its private Redis and one worker
-are its children; one torch thread), trains one energy flow (default network; quality is
+are its children; one torch thread), trains one energy flow (the service's default
+network for 2,000 two-moons simulations unless ``--hidden-features`` names one; quality is
 irrelevant here), then for each number of draws and of concurrent clients sends requests
 from a separate load-generator process (:mod:`bench.http_load`: raw keep-alive
 connections, a cost per request that does not grow with them) and records p50/p99
@@ -15,11 +16,14 @@ in-process reference.
     python -m bench.service_latency --label after
     python -m bench.service_latency --draws 1 --clients 64 --formats json --out /tmp/x
     python -m bench.service_latency --server-pythonpath /tmp/old/site --label before
+    python -m bench.service_latency --hidden-features 128,128,128 --label after-128
     python -m bench.service_latency --smoke --out /tmp/latency   # seconds
 
 Rows go to ``<out>/service_latency-<label>.jsonl`` and a table to ``...md``. Grid points
 with more than ``--max-concurrent-draws`` draws in flight (e.g. 64 clients x 10,000) are
-left out.
+left out. Every row records the served network's hidden layers
+(``model_hidden_features``): the 10,000-draw rows are its matrix multiplies, so runs
+whose defaults differ compare only with the same network named.
 """
 
 from __future__ import annotations
@@ -63,6 +67,7 @@ class LatencySettings:
     label: str = "after"
     server_pythonpath: str | None = None
     max_concurrent_draws: int = 100_000
+    hidden_features: tuple[int, ...] | None = None
 
 
 class Server:
@@ -192,16 +197,22 @@ def in_process_round(estimator: Any, draws: int, requests: int) -> dict[str, Any
     }
 
 
-def train_model(url: str, max_epochs: int) -> str:
-    """Uploads two-moons simulations and trains an energy flow; returns the model id."""
+def train_model(url: str, max_epochs: int, hidden_features: tuple[int, ...] | None = None) -> str:
+    """Uploads two-moons simulations and trains an energy flow; returns the model id.
+
+    ``hidden_features`` names the network; ``None`` leaves the service's default.
+    """
     rng = np.random.default_rng(0)
     theta = two_moons_prior(2000, rng)
     x = two_moons_simulator(theta, rng)
     with httpx.Client(base_url=url, timeout=600) as client:
         dataset = client.post("/v1/datasets", json={"theta": theta.tolist(), "x": x.tolist()})
+        hyperparameters: dict[str, Any] = {"max_epochs": max_epochs}
+        if hidden_features is not None:
+            hyperparameters["hidden_features"] = list(hidden_features)
         body = {
             "dataset_id": dataset.json()["dataset_id"],
-            "hyperparameters": {"max_epochs": max_epochs},
+            "hyperparameters": hyperparameters,
             "prior": {"low": [-1, -1], "high": [1, 1]},
         }
         job_id = client.post("/v1/jobs", json=body).json()["job_id"]
@@ -230,8 +241,9 @@ def run(settings: LatencySettings) -> list[dict[str, Any]]:
         tempfile.TemporaryDirectory() as data_dir,
         Server(Path(data_dir), settings.server_pythonpath) as server,
     ):
-        model_id = train_model(server.url, settings.max_epochs)
+        model_id = train_model(server.url, settings.max_epochs, settings.hidden_features)
         estimator = prepare_for_serving(load_estimator(Path(data_dir) / "models" / model_id))
+        env["model_hidden_features"] = list(estimator.config.hidden_features)
         for draws in settings.draws:
             base = {**env, "draws": draws, "device": "cpu", "load_before": os.getloadavg()[0]}
             rows.append(
@@ -298,13 +310,27 @@ def parse_args(argv: list[str] | None = None) -> LatencySettings:
         help="PYTHONPATH for the server only: measure another checkout (e.g. the code "
         "before a change) with the same load generator",
     )
+    parser.add_argument(
+        "--hidden-features",
+        type=_ints,
+        help="the served network's hidden layers, e.g. 128,128,128 (default: the service's)",
+    )
     parser.add_argument("--smoke", action="store_true", help="tiny run, for the tests")
     args = parser.parse_args(argv)
     unknown = set(args.formats) - {"json", "npy"}
     if unknown:
         parser.error(f"unknown format(s) {sorted(unknown)}; use json and/or npy")
     if args.smoke:
-        return LatencySettings((1, 100), (1, 4), 8, ("json", "npy"), args.out, 1, args.label)
+        return LatencySettings(
+            (1, 100),
+            (1, 4),
+            8,
+            ("json", "npy"),
+            args.out,
+            1,
+            args.label,
+            hidden_features=args.hidden_features,
+        )
     return LatencySettings(
         tuple(args.draws),
         tuple(args.clients),
@@ -315,6 +341,7 @@ def parse_args(argv: list[str] | None = None) -> LatencySettings:
         args.label,
         args.server_pythonpath,
         args.max_concurrent_draws,
+        args.hidden_features,
     )
 
 

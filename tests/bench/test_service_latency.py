@@ -10,7 +10,7 @@ from bench.service_latency import main
 
 
 def test_service_latency_smoke(tmp_path: Path) -> None:
-    main(["--smoke", "--out", str(tmp_path), "--label", "smoke"])
+    main(["--smoke", "--out", str(tmp_path), "--label", "smoke", "--hidden-features", "32,32"])
     lines = (tmp_path / "service_latency-smoke.jsonl").read_text().splitlines()
     rows = [json.loads(line) for line in lines]
     modes = {(r["mode"], r["draws"], r["concurrency"], r["format"]) for r in rows}
@@ -19,6 +19,7 @@ def test_service_latency_smoke(tmp_path: Path) -> None:
     for row in rows:
         assert 0 < row["p50_ms"] <= row["p99_ms"] and row["requests_per_s"] > 0
         assert row["failed"] == 0 and row["device"] and row["versions"]["sbiserve"]
+        assert row["model_hidden_features"] == [32, 32]  # the network named was served
     for row in (r for r in rows if r["mode"] == "http"):
         assert row["client_cpu_ms_per_request"] > 0 and row["server_cpu_ms_per_request"] > 0
         assert row["batches"] > 0 and row["requests_per_batch"] >= 1
