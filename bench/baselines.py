@@ -2,7 +2,9 @@
 
 ``npe_nsf`` and ``npe_maf`` are neural posterior estimation with a neural spline flow or
 a masked autoregressive flow (``sbi.inference.NPE``); ``fmpe`` is flow-matching
-posterior estimation (``sbi.inference.FMPE``). Options are sbi's own keyword arguments:
+posterior estimation (``sbi.inference.FMPE``, draws from an ODE solve) and ``npse``
+neural posterior score estimation (``sbi.inference.NPSE``, a variance-exploding SDE,
+draws from its reverse-time SDE: sbi's defaults). Options are sbi's own keyword arguments:
 those of the network builder (``posterior_nn`` / ``posterior_flow_nn``, e.g.
 ``hidden_features``) and those of ``.train()`` (e.g. ``training_batch_size``); anything
 not given keeps sbi's default. Draws go through ``build_posterior()``, so they are
@@ -25,7 +27,10 @@ BASELINES: dict[str, tuple[str, str]] = {
     "npe_nsf": ("NPE", "nsf"),
     "npe_maf": ("NPE", "maf"),
     "fmpe": ("FMPE", "mlp"),
+    "npse": ("NPSE", "mlp"),
 }
+# sbi's network builder per trainer (``sbi.neural_nets``).
+_BUILDERS = {"NPE": "posterior_nn", "FMPE": "posterior_flow_nn", "NPSE": "posterior_score_nn"}
 
 # A posterior that leaks nearly all its mass outside the prior makes rejection sampling
 # crawl; past this many seconds per call we keep the draws we have (and record it).
@@ -58,12 +63,10 @@ class _NoTracker:
 
 def _builder(name: str, build_options: dict[str, Any]) -> Any:
     """sbi's network builder for a baseline, with its options."""
-    from sbi.neural_nets import posterior_flow_nn, posterior_nn
+    from sbi import neural_nets
 
     trainer, kind = BASELINES[name]
-    if trainer == "FMPE":
-        return posterior_flow_nn(model=kind, **build_options)
-    return posterior_nn(model=kind, **build_options)
+    return getattr(neural_nets, _BUILDERS[trainer])(model=kind, **build_options)
 
 
 def _split_options(name: str, options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -110,7 +113,7 @@ def train_baseline(
     build_options, train_options = _split_options(name, options)
     if max_epochs is not None:
         train_options.setdefault("max_num_epochs", max_epochs)
-    network_argument = "vf_estimator" if trainer_name == "FMPE" else "density_estimator"
+    network_argument = "density_estimator" if trainer_name == "NPE" else "vf_estimator"
     start, cpu_start = time.perf_counter(), time.process_time()
     trainer = getattr(inference, trainer_name)(
         prior=prior,
@@ -134,7 +137,7 @@ def train_baseline(
             draws = posterior.sample((num,), x=x_o.to(device), **kwargs)
         return draws.cpu()
 
-    builder_function = "posterior_flow_nn" if trainer_name == "FMPE" else "posterior_nn"
+    builder_function = _BUILDERS[trainer_name]
     from sbi import neural_nets
 
     return Trained(
