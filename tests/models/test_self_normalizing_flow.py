@@ -94,7 +94,44 @@ def test_trained_flow_has_an_exact_density_close_to_the_analytic_posterior() -> 
         mass = fitted.flow.log_prob(points, X_O).exp().sum() * (grid[1] - grid[0]) ** 2
     assert mass.item() == pytest.approx(1.0, abs=0.01)  # the density is normalized
     assert fitted.kl < 0.05, fitted.kl
-    # Draws run backwards through R; they follow the density because R W ~ I.
+    # Draws run backwards through W^-1 (the default), so they follow the density; here
+    # R W ~ I as well, which draws through R (the paper's way) rely on.
     for linear in fitted.flow.linears:  # type: ignore[union-attr]
         assert (linear.inverse_weight @ linear.weight - torch.eye(2)).abs().max() < 0.02
     assert fitted.draws_match()
+
+
+def test_exact_inverse_undoes_the_layer_where_the_learned_one_does_not() -> None:
+    torch.manual_seed(3)
+    layer = SelfNormLinear(4)
+    with torch.no_grad():
+        layer.weight.copy_(well_conditioned(4))
+        layer.bias.normal_()  # R is still the start's W^T: no longer an inverse
+    v = torch.randn(2, 7, 4)  # any leading shape
+    assert torch.allclose(layer.exact_inverse(layer(v)), v, atol=1e-5)
+    assert not torch.allclose(layer.inverse(layer(v)), v, atol=1e-2)
+
+
+def test_sampling_inverse_picks_the_layers_inverse() -> None:
+    options = {"hidden_features": [8], "transforms": 2, "bins": 0}
+    exact = build_estimator("self_normalizing_flow", 3, 2, options)
+    learned = build_estimator(
+        "self_normalizing_flow", 3, 2, {**options, "sampling_inverse": "learned"}
+    )
+    learned.load_state_dict(exact.state_dict())
+    with torch.no_grad():
+        for linear in (*exact.linears, *learned.linears):  # type: ignore[union-attr]
+            linear.weight.add_(0.3 * torch.eye(3))  # R no longer inverts W
+    h = exact.context(torch.randn(200, 2))
+    noise = torch.randn(200, 3)
+    with torch.no_grad():
+        a = exact._transform_noise(noise, h)
+        b = learned._transform_noise(noise, h)
+        # Mapped forward, draws through W^-1 land back on their noise, so log_prob is
+        # their density; draws through R do not.
+        for u, close in ((a, True), (b, False)):
+            for linear, coupling in zip(exact.linears, exact.couplings, strict=True):
+                u = coupling(h)(linear(u))
+            assert torch.allclose(u, noise, atol=1e-4) == close
+    with pytest.raises(ConfigError, match="sampling_inverse"):
+        build_estimator("self_normalizing_flow", 2, 2, {"sampling_inverse": "solve"})
