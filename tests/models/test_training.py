@@ -222,8 +222,10 @@ def test_budget_defaults_apply_under_named_options_when_the_budget_is_given() ->
     large, large_train = split_options("energy_flow", {}, 10_000)
     assert large == EnergyFlowConfig() and large.num_draws == 8
     assert large_train.lr_schedule == "cosine" and large_train.max_steps == 4000
-    saef, _ = split_options("semi_autoregressive_energy_flow", {}, 10_000)
-    assert saef.num_draws == 16  # measured without blocks: the SAEF keeps its own
+    saef, saef_train = split_options("semi_autoregressive_energy_flow", {}, 10_000, 2)
+    # The SAEF takes the energy flow's budget defaults, except the two-parameter network.
+    assert saef.num_draws == 8 and saef.hidden_features == (128, 128, 128)
+    assert saef_train == large_train
     # A named option wins; no budget keeps the class defaults and TrainConfig's.
     named, named_train = split_options("energy_flow", {"num_draws": 16, "max_steps": 9}, 500)
     assert named.num_draws == 16 and named_train.max_steps == 9
@@ -240,9 +242,10 @@ def test_budget_defaults_apply_under_named_options_when_the_budget_is_given() ->
     # Unknown options are still refused by name, the budget's defaults aside.
     with pytest.raises(ConfigError, match=r"\['hiden'\]"):
         split_options("energy_flow", {"hiden": 3}, 100)
-    # Families without budget defaults ignore the budget (the blocks were not measured).
     saef, saef_train = split_options("semi_autoregressive_energy_flow", {}, 100)
-    assert saef.hidden_features == (256, 256, 256) and saef_train == TrainConfig()
+    assert saef.hidden_features == (64, 64, 64) and saef_train.max_steps == 2000
+    # Families without budget defaults ignore the budget.
+    assert split_options("ebflow", {}, 100)[1] == TrainConfig()
 
 
 def test_planned_steps_double_with_every_tenfold_budget() -> None:
