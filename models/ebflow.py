@@ -39,6 +39,16 @@ is the training loop's ``ema_decay``. :meth:`log_prob` is exact
 (an :math:`O(D^3)` ``slogdet`` per layer, never taken during training). Sampling
 inverts the flow: couplings analytically, linear layers by a linear solve.
 
+Where it falls short, measured (``docs/BENCHMARKS.md``, section 1.3): within 0.05 C2ST
+of sbi's NPE-NSF on three or four of the eight sbibm tasks at 10^3 and 10^4 simulations,
+against issue 13's goal of six. Score matching sees the gradient of the log-density,
+not the relative mass of separated modes, so two_moons (0.98-0.99 at both budgets) and
+gaussian_mixture (two Gaussians of different widths on one centre, +0.09 to +0.19) stay
+wrong with more data; on slcp the exact validation likelihood is best at epoch 2 and
+early stopping keeps it. Where the posterior has one mode it is accurate and the
+fastest family to train (gaussian_linear 0.529 and bernoulli_glm 0.660 at 10^4, better
+than NPE-NSF, in 0.1-0.8x its training time).
+
 References:
     | Training Energy-Based Normalizing Flow with Score-Matching Objectives
       (Chao et al., 2023)

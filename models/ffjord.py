@@ -25,6 +25,14 @@ train faster but at 3e-3 draws were visibly off while densities still looked rig
 The solver runs in float32 and has no step limit: ``rtol`` below about 1e-6 never
 meets its error test and hangs, so it is refused.
 
+Where it falls short, measured (``docs/BENCHMARKS.md``, section 1.3): its cost. Every
+training step and every draw is an adaptive ODE solve, so on a 2-core CPU the 240-300 s
+training caps of the benchmark end most runs after 40-54 epochs at 10^4 simulations
+(1.4-4.3x NPE-NSF's training time) and 10,000 draws take 0.5-1.1 s. Within those caps it
+is within 0.05 C2ST of sbi's NPE-NSF on six of eight tasks at 10^3 and four at 10^4
+(better on gaussian_linear and both GLMs), and under-trained on two_moons and
+gaussian_mixture (+0.15 to +0.22).
+
 References:
     | FFJORD: Free-form Continuous Dynamics for Scalable Reversible Generative Models
       (Grathwohl et al., 2018)

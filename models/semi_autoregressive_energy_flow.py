@@ -39,8 +39,8 @@ class SemiAutoregressiveEnergyFlowConfig(EnergyFlowConfig):
     Every other option, and its default, is the energy flow's (3 x 128, 8 draws per
     pair). With the energy flow's planned schedule (:meth:`budget_defaults`) they scored
     as the previous 3 x 256, 16-draw defaults did on the quick protocol's eight tasks
-    (mean C2ST 0.707 against 0.709 at 10^4, 0.808 against 0.821 at 10^3) in a third to
-    a ninth of the training time, where those hit the 240-300 s caps
+    (mean C2ST 0.707 against 0.708 at 10^4, 0.808 against 0.821 at 10^3) in 0.1-0.4x
+    the training time, where those hit the 240-300 s caps
     (``docs/BENCHMARKS.md``, section 1.3).
     """
 
