@@ -24,10 +24,12 @@ def test_the_stored_form_holds_every_option_with_its_value_but_no_device() -> No
 
 def test_the_stored_form_holds_the_defaults_for_the_datasets_size() -> None:
     small = normalize("energy_flow", {}, 1_000).to_dict()
-    assert small["model"]["hidden_features"] == [128, 128, 128]
+    assert small["model"]["hidden_features"] == [64, 64, 64]
     assert small["model"]["num_draws"] == 8
     assert small["training"]["lr_schedule"] == "cosine"
     assert small["training"]["max_steps"] == 2_000
+    # More than two parameters below 3,000 simulations: half the planned steps.
+    assert normalize("energy_flow", {}, 1_000, 5).to_dict()["training"]["max_steps"] == 1_000
     large = normalize("energy_flow", {}, 10_000).to_dict()
     assert large["model"] == EnergyFlowConfig().to_dict()
     assert large["training"]["max_steps"] == 4_000
