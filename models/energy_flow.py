@@ -60,9 +60,9 @@ FEW_PARAMETERS_OPTIONS: dict[str, Any] = {"hidden_features": (96, 96, 96)}
 # 10^3 and 10^4; the switch itself is not measured.
 SMALL_BUDGET = 3000
 SMALL_BUDGET_OPTIONS: dict[str, Any] = {"hidden_features": (64, 64, 64)}
-# Below SMALL_BUDGET, problems with more than FEW_PARAMETERS parameters train this share of
-# planned_steps (budget_defaults).
-SMALL_BUDGET_STEPS_SHARE = 0.5
+# Problems with more than FEW_PARAMETERS parameters train this share of planned_steps
+# (budget_defaults).
+MANY_PARAMETERS_STEPS_SHARE = 0.5
 
 # Draws per pair that estimate a posterior's spread for ``spread_weighting``.
 _SPREAD_DRAWS = 4
@@ -235,21 +235,21 @@ class EnergyFlow(PosteriorEstimator):
         problem gets 3 x 64: on all eight tasks at 10^3 it scored as 3 x 128 (3 x 96 at
         two parameters) did, mean C2ST 0.779 against 0.790, at 0.45x the time per
         step (section 2.8); the 2,000 planned steps, not the width, are what the
-        posterior shapes need there. With more than two parameters half those steps
-        scored the same there (six tasks of five and ten parameters at 10^3: mean C2ST
-        0.810 against 0.823, every task within two standard errors except bernoulli_glm,
-        which was better, 0.764 against 0.844) at half the time, so below
-        :data:`SMALL_BUDGET` they train half (section 2.8); the two
-        two-parameter tasks lost their shapes with half (section 2.4). Not measured at
-        10^4, where the full count stays.
+        posterior shapes need there. With more than two parameters half the planned
+        steps score the same, so such problems train half (section 2.8): on the six
+        tasks of five and ten parameters, mean C2ST 0.810 against 0.823 at 10^3 (every
+        task within two standard errors except bernoulli_glm, which was better, 0.764
+        against 0.844) and 0.723 against 0.726 at 10^4 (within two standard errors but
+        slcp_distractors, 0.976 against 0.960), at half the time. The two
+        two-parameter tasks lost their shapes with half (section 2.4).
         """
         options = {**SCHEDULE_OPTIONS, "max_steps": planned_steps(num_simulations)}
         if theta_dim is not None and theta_dim <= FEW_PARAMETERS:
             options.update(FEW_PARAMETERS_OPTIONS)
+        elif theta_dim is not None:
+            options["max_steps"] = round(MANY_PARAMETERS_STEPS_SHARE * options["max_steps"])
         if num_simulations < SMALL_BUDGET:
             options.update(SMALL_BUDGET_OPTIONS)
-            if theta_dim is not None and theta_dim > FEW_PARAMETERS:
-                options["max_steps"] = round(SMALL_BUDGET_STEPS_SHARE * options["max_steps"])
         return options
 
     def __init__(

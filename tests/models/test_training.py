@@ -236,10 +236,18 @@ def test_budget_defaults_apply_under_named_options_when_the_budget_is_given() ->
         assert split_options("energy_flow", {}, 5_000, theta_dim)[0].hidden_features == hidden
         assert split_options("energy_flow", {}, 1_000, theta_dim)[0].hidden_features == (64,) * 3
     assert split_options("energy_flow", {}, 2_999)[0].hidden_features == (64,) * 3
-    # Below SMALL_BUDGET more than two parameters train half the planned steps.
-    for budget, theta_dim, steps in ((1_000, 5, 1000), (1_000, 2, 2000), (1_000, None, 2000)):
+    # More than two parameters train half the planned steps, at every budget.
+    for budget, theta_dim, steps in (
+        (1_000, 5, 1000),
+        (1_000, 2, 2000),
+        (1_000, None, 2000),
+        (10_000, 10, 2000),
+        (10_000, 2, 4000),
+    ):
         assert split_options("energy_flow", {}, budget, theta_dim)[1].max_steps == steps
-    assert split_options("energy_flow", {}, 5_000, 10)[1].max_steps == planned_steps(5_000)
+    assert split_options("energy_flow", {}, 5_000, 10)[1].max_steps == round(
+        planned_steps(5_000) / 2
+    )
     assert split_options("energy_flow", {"max_steps": 7}, 1_000, 10)[1].max_steps == 7
     assert split_options("energy_flow", {}, 3_000)[0].hidden_features == (128,) * 3
     named_width, _ = split_options("energy_flow", {"hidden_features": [64]}, 1_000, 2)
