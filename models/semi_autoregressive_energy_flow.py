@@ -61,8 +61,8 @@ class SemiAutoregressiveEnergyFlow(EnergyFlow):
     @classmethod
     def budget_defaults(cls, num_simulations: int, theta_dim: int | None = None) -> dict[str, Any]:
         """The energy flow's planned schedule and its 3 x 64 network below 3,000
-        simulations; not the narrower network for one or two parameters (not measured
-        with blocks)."""
+        simulations; neither the narrower network for one or two parameters nor the
+        halved steps for more (not measured with blocks)."""
         return super().budget_defaults(num_simulations, None)
 
     @staticmethod
