@@ -8,12 +8,21 @@ changes what a seed gives.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
 
 from sbiserve.models import PosteriorEstimator
+
+T = TypeVar("T")
+
+
+def _joined(parts: list[T], join: Callable[[list[T]], T]) -> T:
+    """``join(parts)``, or the only part as it is: for a single draw a concatenation
+    costs about as much as a layer."""
+    return parts[0] if len(parts) == 1 else join(parts)
 
 
 def draws_of(request: dict[str, Any]) -> int:
@@ -54,9 +63,8 @@ def sample_many(
     # Operators that would change nothing are skipped (one request needs no concatenation,
     # one part no slicing): for a single draw each costs about as much as a layer.
     with torch.inference_mode():
-        xs = [r["x"] for r in requests]
         x = torch.from_numpy(
-            np.ascontiguousarray(xs[0] if len(xs) == 1 else np.concatenate(xs), np.float32)
+            np.ascontiguousarray(_joined([r["x"] for r in requests], np.concatenate), np.float32)
         )
         if x.device != torch.device(device):
             x = x.to(device)
@@ -72,8 +80,7 @@ def sample_many(
                 rows.append(h_r.expand(num, *h_r.shape).reshape(num * batch, -1))
             generator = torch.Generator().manual_seed(r["seed"])
             noise.append(estimator.draw_noise(num * batch, generator))
-        h_all = rows[0] if len(rows) == 1 else torch.cat(rows)
-        noise_all = noise[0] if len(noise) == 1 else torch.cat(noise)
+        h_all, noise_all = _joined(rows, torch.cat), _joined(noise, torch.cat)
         step = max_draws  # one request may exceed it alone
         parts = []
         for i in range(0, h_all.shape[0], step):
@@ -84,7 +91,7 @@ def sample_many(
             if part.dtype != torch.float32 or part.device.type != "cpu":
                 part = part.float().cpu()
             parts.append(part.numpy())
-        theta = parts[0] if len(parts) == 1 else np.concatenate(parts)
+        theta = _joined(parts, np.concatenate)
     out, start = [], 0
     for r in requests:
         count = draws_of(r)
