@@ -52,17 +52,22 @@ NOISES = ("gaussian", "uniform")
 SCHEDULE_OPTIONS: dict[str, Any] = {"lr_schedule": "cosine", "learning_rate": 3e-3}
 # Optimizer steps of that run at 1,000 simulations; they double with every tenfold budget.
 STEPS_AT_1000 = 2000
-# Problems with at most this many parameters get FEW_PARAMETERS_OPTIONS (budget_defaults).
+# Problems with at most this many parameters are "few-parameter" ones in SIZED_DEFAULTS.
 FEW_PARAMETERS = 2
-FEW_PARAMETERS_OPTIONS: dict[str, Any] = {"hidden_features": (96, 96, 96)}
-# Budgets below this many simulations get SMALL_BUDGET_OPTIONS, whatever the number of
-# parameters (budget_defaults): about the geometric midpoint of the two measured budgets,
-# 10^3 and 10^4; the switch itself is not measured.
+# Budgets below this many simulations are "small" in SIZED_DEFAULTS: about the geometric
+# midpoint of the two measured budgets, 10^3 and 10^4; the switch itself is not measured.
 SMALL_BUDGET = 3000
+# The network and the share of planned_steps that budget_defaults gives a problem, by
+# (budget below SMALL_BUDGET, at most FEW_PARAMETERS parameters); docs/BENCHMARKS.md,
+# sections 2.5 and 2.8 (the measurements are in budget_defaults' docstring).
+SIZED_DEFAULTS: dict[tuple[bool, bool], tuple[tuple[int, ...], float]] = {
+    (False, True): ((96, 96, 96), 1.0),
+    (False, False): ((128, 128, 128), 0.5),
+    (True, True): ((48, 48, 48), 0.75),
+    (True, False): ((64, 64, 64), 0.3),
+}
+# A small budget whose number of parameters is not given (the SAEF's blocks) gets this.
 SMALL_BUDGET_OPTIONS: dict[str, Any] = {"hidden_features": (64, 64, 64)}
-# Problems with more than FEW_PARAMETERS parameters train this share of planned_steps
-# (budget_defaults).
-MANY_PARAMETERS_STEPS_SHARE = 0.5
 
 # Draws per pair that estimate a posterior's spread for ``spread_weighting``.
 _SPREAD_DRAWS = 4
@@ -220,36 +225,50 @@ class EnergyFlow(PosteriorEstimator):
 
     @classmethod
     def budget_defaults(cls, num_simulations: int, theta_dim: int | None = None) -> dict[str, Any]:
-        """A planned, annealed training run; a smaller network for small problems.
+        """A planned, annealed training run, with a network and a run length sized to
+        the budget and the number of parameters (:data:`SIZED_DEFAULTS`).
 
-        Every budget trains :func:`planned_steps` optimizer steps with the learning rate
-        decayed from 3e-3 to 0 on a cosine (no early stopping; the epoch kept is still
-        the latest within one standard error of the best). Against the previous default
-        (1e-3 halved on plateaus, early stopping after a 2,000-step floor) it tied at
-        10^3 and, with the 3 x 128 network, at 10^4 it tied on two_moons and was better
-        on gaussian_mixture (``docs/BENCHMARKS.md``, sections 2.4 and 2.5). With one or
-        two parameters the 3 x 96 network scored as 3 x 128 did (two_moons and
-        gaussian_mixture at 10^3 and 10^4) at 0.6-0.7x the training time and half the
-        time per draw, which at two parameters is where one pass of the network is
-        slowest against NPE (section 2.5). Below :data:`SMALL_BUDGET` simulations every
-        problem gets 3 x 64: on all eight tasks at 10^3 it scored as 3 x 128 (3 x 96 at
-        two parameters) did, mean C2ST 0.779 against 0.790, at 0.45x the time per
-        step (section 2.8); the 2,000 planned steps, not the width, are what the
-        posterior shapes need there. With more than two parameters half the planned
-        steps score the same, so such problems train half (section 2.8): on the six
-        tasks of five and ten parameters, mean C2ST 0.810 against 0.823 at 10^3 (every
-        task within two standard errors except bernoulli_glm, which was better, 0.764
-        against 0.844) and 0.723 against 0.726 at 10^4 (within two standard errors but
-        slcp_distractors, 0.976 against 0.960), at half the time. The two
-        two-parameter tasks lost their shapes with half (section 2.4).
+        Every budget trains a share of :func:`planned_steps` optimizer steps with the
+        learning rate decayed from 3e-3 to 0 on a cosine (no early stopping; the epoch
+        kept is still the latest within one standard error of the best). Against the
+        previous default (1e-3 halved on plateaus, early stopping after a 2,000-step
+        floor) it tied at 10^3 and, with the 3 x 128 network, at 10^4 it tied on
+        two_moons and was better on gaussian_mixture (``docs/BENCHMARKS.md``, sections
+        2.4 and 2.5). From :data:`SMALL_BUDGET` simulations:
+
+        - one or two parameters: 3 x 96 and all the planned steps. 3 x 96 scored as
+          3 x 128 did (two_moons and gaussian_mixture at 10^3 and 10^4) at 0.6-0.7x the
+          training time and half the time per draw (section 2.5); both tasks lost their
+          shapes with half the steps (section 2.4);
+        - more: 3 x 128 and half the planned steps: on the six tasks of five and ten
+          parameters at 10^4, mean C2ST 0.723 against 0.726 with all of them (within two
+          standard errors but slcp_distractors, 0.976 against 0.960), at half the time
+          (section 2.8).
+
+        Below it (sbibm's tasks at 10^3, section 2.8; NPE-NSF trains in 6-17 s there):
+
+        - one or two parameters: 3 x 48 and 1,500 steps: two_moons 0.677 and
+          gaussian_mixture 0.643 against 0.666 and 0.627 with 3 x 64 and 2,000 steps (a
+          hundredth or two worse; NPE-NSF 0.677 and 0.689) in 0.55x the time, 0.75-0.87x
+          NPE-NSF's;
+        - more: 3 x 64 and 600 steps: every one of the six tasks within 0.005 of 3 x 64
+          with 1,000 steps, at 0.6x the time. 3 x 48 lost 0.03-0.04 on both
+          bernoulli_glm tasks; 400 steps lost 0.07 on bernoulli_glm. 3 x 64 itself
+          scored as 3 x 128 did at 10^3 (mean C2ST 0.779 against 0.790) at 0.45x the
+          time per step.
+
+        Without ``theta_dim`` a budget below :data:`SMALL_BUDGET` gets 3 x 64 and every
+        budget all the planned steps.
         """
         options = {**SCHEDULE_OPTIONS, "max_steps": planned_steps(num_simulations)}
-        if theta_dim is not None and theta_dim <= FEW_PARAMETERS:
-            options.update(FEW_PARAMETERS_OPTIONS)
-        elif theta_dim is not None:
-            options["max_steps"] = round(MANY_PARAMETERS_STEPS_SHARE * options["max_steps"])
-        if num_simulations < SMALL_BUDGET:
-            options.update(SMALL_BUDGET_OPTIONS)
+        small = num_simulations < SMALL_BUDGET
+        if theta_dim is None:
+            if small:
+                options.update(SMALL_BUDGET_OPTIONS)
+            return options
+        hidden, share = SIZED_DEFAULTS[small, theta_dim <= FEW_PARAMETERS]
+        options["hidden_features"] = hidden
+        options["max_steps"] = round(share * options["max_steps"])
         return options
 
     def __init__(

@@ -230,24 +230,23 @@ def test_budget_defaults_apply_under_named_options_when_the_budget_is_given() ->
     named, named_train = split_options("energy_flow", {"num_draws": 16, "max_steps": 9}, 500)
     assert named.num_draws == 16 and named_train.max_steps == 9
     assert split_options("energy_flow", {}, None) == (EnergyFlowConfig(), TrainConfig())
-    # One or two parameters get the narrower network, unless a width is named; below
-    # SMALL_BUDGET simulations every problem gets the small one.
-    for theta_dim, hidden in ((1, (96,) * 3), (2, (96,) * 3), (3, (128,) * 3), (None, (128,) * 3)):
-        assert split_options("energy_flow", {}, 5_000, theta_dim)[0].hidden_features == hidden
-        assert split_options("energy_flow", {}, 1_000, theta_dim)[0].hidden_features == (64,) * 3
-    assert split_options("energy_flow", {}, 2_999)[0].hidden_features == (64,) * 3
-    # More than two parameters train half the planned steps, at every budget.
-    for budget, theta_dim, steps in (
-        (1_000, 5, 1000),
-        (1_000, 2, 2000),
-        (1_000, None, 2000),
-        (10_000, 10, 2000),
-        (10_000, 2, 4000),
+    # The network and the share of the planned steps follow the budget (below
+    # SMALL_BUDGET or not) and the number of parameters (at most two or more); without
+    # the number of parameters a small budget gets 3 x 64 and every budget all its steps.
+    for budget, theta_dim, hidden, steps in (
+        (1_000, 1, (48,) * 3, 1500),
+        (1_000, 2, (48,) * 3, 1500),
+        (1_000, 5, (64,) * 3, 600),
+        (1_000, None, (64,) * 3, 2000),
+        (2_999, None, (64,) * 3, planned_steps(2_999)),
+        (5_000, 2, (96,) * 3, planned_steps(5_000)),
+        (5_000, 3, (128,) * 3, round(planned_steps(5_000) / 2)),
+        (5_000, None, (128,) * 3, planned_steps(5_000)),
+        (10_000, 10, (128,) * 3, 2000),
+        (10_000, 2, (96,) * 3, 4000),
     ):
-        assert split_options("energy_flow", {}, budget, theta_dim)[1].max_steps == steps
-    assert split_options("energy_flow", {}, 5_000, 10)[1].max_steps == round(
-        planned_steps(5_000) / 2
-    )
+        model, train = split_options("energy_flow", {}, budget, theta_dim)
+        assert (model.hidden_features, train.max_steps) == (hidden, steps), (budget, theta_dim)
     assert split_options("energy_flow", {"max_steps": 7}, 1_000, 10)[1].max_steps == 7
     assert split_options("energy_flow", {}, 3_000)[0].hidden_features == (128,) * 3
     named_width, _ = split_options("energy_flow", {"hidden_features": [64]}, 1_000, 2)

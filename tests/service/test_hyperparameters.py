@@ -28,8 +28,11 @@ def test_the_stored_form_holds_the_defaults_for_the_datasets_size() -> None:
     assert small["model"]["num_draws"] == 8
     assert small["training"]["lr_schedule"] == "cosine"
     assert small["training"]["max_steps"] == 2_000
-    # More than two parameters below 3,000 simulations: half the planned steps.
-    assert normalize("energy_flow", {}, 1_000, 5).to_dict()["training"]["max_steps"] == 1_000
+    # Below 3,000 simulations: 600 steps for more than two parameters, 3 x 48 and 1,500
+    # steps for one or two.
+    assert normalize("energy_flow", {}, 1_000, 5).to_dict()["training"]["max_steps"] == 600
+    two = normalize("energy_flow", {}, 1_000, 2).to_dict()
+    assert (two["model"]["hidden_features"], two["training"]["max_steps"]) == ([48] * 3, 1_500)
     large = normalize("energy_flow", {}, 10_000).to_dict()
     assert large["model"] == EnergyFlowConfig().to_dict()
     assert large["training"]["max_steps"] == 4_000
