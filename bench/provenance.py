@@ -56,8 +56,16 @@ def models_digest(folder: Path) -> str:
     return digest.hexdigest()[:12]
 
 
+# What a benchmark row's figures can depend on, relative to the repository root.
+CODE_PATHS = ("models", "service", "client", "bench", "pyproject.toml")
+
+
 def git_commit() -> dict[str, Any]:
-    """The checked-out commit, whether tracked files differ from it, the models' digest."""
+    """The checked-out commit, whether tracked code differs from it, the models' digest.
+
+    ``dirty`` looks at the code a row can depend on (:data:`CODE_PATHS`), not at the
+    documentation a long run's report is written into while it runs.
+    """
     root = Path(__file__).resolve().parent.parent
 
     def git(*args: str) -> str:
@@ -66,7 +74,7 @@ def git_commit() -> dict[str, Any]:
 
     return {
         "commit": git("rev-parse", "HEAD") or "unknown",
-        "dirty": bool(git("status", "-uno", "--porcelain")),
+        "dirty": bool(git("status", "-uno", "--porcelain", "--", *CODE_PATHS)),
         "models_digest": models_digest(root / "models"),
     }
 
