@@ -29,6 +29,10 @@ class Tally:
     """What the connections measured."""
 
     latencies: list[float] = field(default_factory=list)
+    # When each measured request was sent, in seconds from the start of the run: with the
+    # latencies, a timeline that tells a stall (slow requests at one moment) from a spread.
+    starts: list[float] = field(default_factory=list)
+    origin: float = 0.0
     failures: list[int] = field(default_factory=list)
     bytes_in: int = 0
 
@@ -79,6 +83,7 @@ async def connection(
             tally.bytes_in += len(body)
             if status == 200:
                 tally.latencies.append(elapsed)
+                tally.starts.append(start - tally.origin)
             else:
                 tally.failures.append(status)
     finally:
@@ -97,7 +102,7 @@ async def run_load(
         ).encode()
 
     accept = NPY if fmt == "npy" else "application/json"
-    tally = Tally()
+    tally = Tally(origin=time.perf_counter())
     # Each connection's warm-up requests first (not recorded; seeds past the measured
     # ones), then its share of the measured ones.
     plans = [
@@ -112,6 +117,7 @@ async def run_load(
     cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
     return {
         "latencies": tally.latencies,
+        "starts": tally.starts,
         "failures": tally.failures,
         "wall_s": wall,
         "client_cpu_s": cpu,

@@ -68,6 +68,7 @@ class LatencySettings:
     server_pythonpath: str | None = None
     max_concurrent_draws: int = 100_000
     hidden_features: tuple[int, ...] | None = None
+    timelines: bool = False
 
 
 class Server:
@@ -152,8 +153,9 @@ def percentiles(seconds: list[float]) -> dict[str, float]:
 
 def http_round(
     server: Server, model_id: str, draws: int, concurrency: int, requests: int, fmt: str
-) -> dict[str, Any]:
-    """``requests`` sampling calls from ``concurrency`` connections of a separate process."""
+) -> tuple[dict[str, Any], dict[str, list[float]]]:
+    """``requests`` sampling calls from ``concurrency`` connections of a separate process:
+    the round's figures, and its timeline (each request's send time and latency, s)."""
     batches0, served0 = server.batch_counts()
     cpu0 = server.cpu_s()
     command = [sys.executable, "-m", "bench.http_load", "--url", server.url, "--model", model_id]
@@ -164,8 +166,9 @@ def http_round(
     batches1, served1 = server.batch_counts()
     load = json.loads(done.stdout)
     sent = requests + load["warm_requests"]
-    return {
+    figures = {
         **percentiles(load["latencies"]),
+        "max_ms": 1000 * max(load["latencies"], default=float("nan")),
         "requests_per_s": sent / load["wall_s"],
         "draws_per_s": sent * draws / load["wall_s"],
         "failed": len(load["failures"]),
@@ -175,6 +178,7 @@ def http_round(
         "requests_per_batch": (served1 - served0) / max(batches1 - batches0, 1),
         "batches": batches1 - batches0,
     }
+    return figures, {"starts": load["starts"], "latencies": load["latencies"]}
 
 
 def in_process_round(estimator: Any, draws: int, requests: int) -> dict[str, Any]:
@@ -260,8 +264,16 @@ def run(settings: LatencySettings) -> list[dict[str, Any]]:
                     continue
                 requests = max(settings.requests, 20 * concurrency)
                 for fmt in settings.formats:
-                    result = http_round(server, model_id, draws, concurrency, requests, fmt)
+                    result, timeline = http_round(
+                        server, model_id, draws, concurrency, requests, fmt
+                    )
                     row = {**base, "mode": "http", "concurrency": concurrency, "format": fmt}
+                    if settings.timelines:
+                        path = settings.out / (
+                            f"service_latency-{settings.label}-timeline-"
+                            f"d{draws}-c{concurrency}-{fmt}.json"
+                        )
+                        path.write_text(json.dumps(timeline))
                     rows.append({**row, **result})
                     print(f"draws={draws} c={concurrency} {fmt}: {result}", flush=True)
     name = f"service_latency-{settings.label}"
@@ -315,6 +327,12 @@ def parse_args(argv: list[str] | None = None) -> LatencySettings:
         type=_ints,
         help="the served network's hidden layers, e.g. 128,128,128 (default: the service's)",
     )
+    parser.add_argument(
+        "--timelines",
+        action="store_true",
+        help="also write each HTTP round's timeline (send time and latency of every "
+        "request) as LABEL-timeline-dDRAWS-cCLIENTS-FORMAT.json",
+    )
     parser.add_argument("--smoke", action="store_true", help="tiny run, for the tests")
     args = parser.parse_args(argv)
     unknown = set(args.formats) - {"json", "npy"}
@@ -330,6 +348,7 @@ def parse_args(argv: list[str] | None = None) -> LatencySettings:
             1,
             args.label,
             hidden_features=args.hidden_features,
+            timelines=args.timelines,
         )
     return LatencySettings(
         tuple(args.draws),
@@ -342,6 +361,7 @@ def parse_args(argv: list[str] | None = None) -> LatencySettings:
         args.server_pythonpath,
         args.max_concurrent_draws,
         args.hidden_features,
+        args.timelines,
     )
 
 

@@ -10,7 +10,8 @@ from bench.service_latency import main
 
 
 def test_service_latency_smoke(tmp_path: Path) -> None:
-    main(["--smoke", "--out", str(tmp_path), "--label", "smoke", "--hidden-features", "32,32"])
+    arguments = ["--smoke", "--out", str(tmp_path), "--label", "smoke", "--timelines"]
+    main([*arguments, "--hidden-features", "32,32"])
     lines = (tmp_path / "service_latency-smoke.jsonl").read_text().splitlines()
     rows = [json.loads(line) for line in lines]
     modes = {(r["mode"], r["draws"], r["concurrency"], r["format"]) for r in rows}
@@ -23,4 +24,11 @@ def test_service_latency_smoke(tmp_path: Path) -> None:
     for row in (r for r in rows if r["mode"] == "http"):
         assert row["client_cpu_ms_per_request"] > 0 and row["server_cpu_ms_per_request"] > 0
         assert row["batches"] > 0 and row["requests_per_batch"] >= 1
+        assert row["p99_ms"] <= row["max_ms"]
+        # The timeline: one send time and one latency per measured request, in order.
+        name = f"service_latency-smoke-timeline-d{row['draws']}-c{row['concurrency']}"
+        timeline = json.loads((tmp_path / f"{name}-{row['format']}.json").read_text())
+        assert len(timeline["starts"]) == len(timeline["latencies"]) >= 20
+        assert max(timeline["latencies"]) * 1000 == row["max_ms"]
+        assert all(0 <= s < 60 for s in timeline["starts"])
     assert "| draws | mode |" in (tmp_path / "service_latency-smoke.md").read_text()

@@ -235,6 +235,32 @@ def test_under_load_a_batch_takes_requests_that_arrive_meanwhile(worker: Any) ->
     assert time.monotonic() - start < 2.0  # stopped once nothing more arrived
 
 
+def test_gathering_never_blocks_in_redis(worker: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Redis times a blocked read out on its timer (10 Hz by default): a BLOCK of 1 ms on
+    # a quiet lane can hold every waiting client for 100 ms. Gathering must poll.
+    worker, model_id = worker
+    worker.settings.sample_wait_ms = 50
+    client = redis.Redis.from_url(worker.settings.redis_url or "")
+    worker._ensure_groups()
+    for i in range(2):
+        client.xadd(worker.keys.sample, lane_entry(model_id, seed=i))
+    messages = worker._read_lane(block_ms=1000, count=10)
+    blocks: list[Any] = []
+    read = worker._read_lane
+
+    def recording(block_ms: Any, count: int) -> list[Any]:
+        blocks.append(block_ms)
+        if len(blocks) == 2:  # one arrives during the first pause
+            client.xadd(worker.keys.sample, lane_entry(model_id, seed=9))
+        return read(block_ms, count)
+
+    monkeypatch.setattr(worker, "_read_lane", recording)
+    worker._gather(messages)
+    assert len(messages) == 3
+    # Empty, paused, the late one, empty, paused, empty: then it stops.
+    assert blocks == [None] * 4
+
+
 def test_a_stop_signal_never_waits_on_the_stop_event(worker: Any) -> None:
     worker, _ = worker
     # As if SIGTERM landed while the main thread held the event's lock (inside
