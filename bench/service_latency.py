@@ -11,7 +11,11 @@ latency, requests/s, failures, the client's and the server's CPU time per reques
 server: ``serve``, its worker and its Redis) and the requests per forward pass the
 worker reported in ``/metrics``. The same model loaded in this process in its serving
 form (:func:`sbiserve.models.prepare_for_serving`, under ``inference_mode``) gives the
-in-process reference.
+in-process reference. One client's rounds are also run *paired* (``mode="paired"``):
+this process alternates one in-process call and one HTTP request (raw keep-alive, the
+body read but not parsed, as the load generator does), so both see the same moments of
+the machine; its row holds both medians and the median of the per-pair ratios, which
+a slow or fast stretch of the machine moves much less than two rounds run apart.
 
     python -m bench.service_latency --label after
     python -m bench.service_latency --draws 1 --clients 64 --formats json --out /tmp/x
@@ -29,6 +33,7 @@ whose defaults differ compare only with the same network named.
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import os
 import subprocess
@@ -201,6 +206,48 @@ def in_process_round(estimator: Any, draws: int, requests: int) -> dict[str, Any
     }
 
 
+def paired_round(
+    server: Server, estimator: Any, model_id: str, draws: int, requests: int, fmt: str
+) -> dict[str, Any]:
+    """Alternates one in-process call and one HTTP request ``requests`` times.
+
+    The HTTP request is the load generator's (same body, ``Accept`` and reading of the
+    whole answer, unparsed) over one keep-alive connection from this process.
+    """
+    x = torch.tensor([0.0, 0.1])
+    accept = "application/x-npy" if fmt == "npy" else "application/json"
+    headers = {"Content-Type": "application/json", "Accept": accept}
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=SAMPLE_TIMEOUT_S)
+    in_process, over_http, failed = [], [], 0
+    try:
+        for i in range(requests + 2):  # two unrecorded pairs first
+            body = json.dumps({"model": model_id, "x": [0.0, 0.1], "num_samples": draws, "seed": i})
+            start = time.perf_counter()
+            with torch.inference_mode():
+                estimator.sample((draws,), x, generator=torch.Generator().manual_seed(i))
+            middle = time.perf_counter()
+            connection.request("POST", "/v1/posterior/sample", body, headers)
+            response = connection.getresponse()
+            response.read()
+            end = time.perf_counter()
+            if i < 2:
+                continue
+            if response.status != 200:
+                failed += 1
+                continue
+            in_process.append(middle - start)
+            over_http.append(end - middle)
+    finally:
+        connection.close()
+    ratios = [h / p for h, p in zip(over_http, in_process, strict=True)]
+    return {
+        **percentiles(over_http),
+        "in_process_p50_ms": percentiles(in_process)["p50_ms"],
+        "ratio_p50": float(np.median(ratios)) if ratios else float("nan"),
+        "failed": failed,
+    }
+
+
 def train_model(url: str, max_epochs: int, hidden_features: tuple[int, ...] | None = None) -> str:
     """Uploads two-moons simulations and trains an energy flow; returns the model id.
 
@@ -259,6 +306,10 @@ def run(settings: LatencySettings) -> list[dict[str, Any]]:
                     **in_process_round(estimator, draws, settings.requests),
                 }
             )
+            for fmt in settings.formats:
+                result = paired_round(server, estimator, model_id, draws, settings.requests, fmt)
+                rows.append({**base, "mode": "paired", "concurrency": 1, "format": fmt, **result})
+                print(f"draws={draws} paired {fmt}: {result}", flush=True)
             for concurrency in settings.concurrency:
                 if draws * concurrency > settings.max_concurrent_draws and concurrency > 1:
                     continue
@@ -285,17 +336,23 @@ def run(settings: LatencySettings) -> list[dict[str, Any]]:
 
 
 def table(rows: list[dict[str, Any]]) -> list[str]:
-    """Markdown table of the rows."""
+    """Markdown table of the rows (a paired row's ratio is the median of its pairs')."""
     lines = [
         "| draws | mode | clients | format | p50 ms | p99 ms | requests/s | failed "
         "| requests/batch | client CPU ms/req | server CPU ms/req |",
         "|---:|---|---:|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
+        head = f"| {r['draws']:,} | {r['mode']} | {r['concurrency']} | {r['format']} | "
+        if r["mode"] == "paired":
+            lines.append(
+                head + f"{r['p50_ms']:.1f} (in-process {r['in_process_p50_ms']:.1f}; "
+                f"{r['ratio_p50']:.2f}x) | {r['p99_ms']:.1f} | - | {r['failed']} | - | - | - |"
+            )
+            continue
         http = r["mode"] == "http"
         lines.append(
-            f"| {r['draws']:,} | {r['mode']} | {r['concurrency']} | {r['format']} | "
-            f"{r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['requests_per_s']:.0f} | "
+            head + f"{r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['requests_per_s']:.0f} | "
             f"{r['failed']} | "
             + (
                 f"{r['requests_per_batch']:.1f} | {r['client_cpu_ms_per_request']:.2f} | "

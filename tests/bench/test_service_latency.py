@@ -16,8 +16,13 @@ def test_service_latency_smoke(tmp_path: Path) -> None:
     rows = [json.loads(line) for line in lines]
     modes = {(r["mode"], r["draws"], r["concurrency"], r["format"]) for r in rows}
     assert ("in-process", 100, 1, "-") in modes and ("http", 100, 4, "npy") in modes
-    assert len(rows) == 2 * (1 + 2 * 2)
-    for row in rows:
+    assert len(rows) == 2 * (1 + 2 + 2 * 2)  # in-process, paired and HTTP, per draw count
+    for row in (r for r in rows if r["mode"] == "paired"):
+        # One in-process call and one HTTP request alternated: both medians and the
+        # median of the pairs' ratios.
+        assert row["failed"] == 0 and 0 < row["p50_ms"] <= row["p99_ms"]
+        assert row["in_process_p50_ms"] > 0 and row["ratio_p50"] > 0
+    for row in (r for r in rows if r["mode"] != "paired"):
         assert 0 < row["p50_ms"] <= row["p99_ms"] and row["requests_per_s"] > 0
         assert row["failed"] == 0 and row["device"] and row["versions"]["sbiserve"]
         assert row["model_hidden_features"] == [32, 32]  # the network named was served
