@@ -50,7 +50,7 @@ import numpy as np
 import psutil
 import torch
 
-from sbiserve.models import load_estimator, prepare_for_serving
+from sbiserve.models import load_estimator, prepare_for_serving, tune_malloc
 from sbiserve.service.embedded_redis import free_port
 from sbiserve.service.simulators import two_moons_prior, two_moons_simulator
 
@@ -281,12 +281,16 @@ def run(settings: LatencySettings) -> list[dict[str, Any]]:
     """Runs every configuration; writes JSON lines and a markdown table to ``out``."""
     settings.out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(1)  # as the worker
+    # The worker fixes glibc's malloc thresholds (Settings.tune_malloc): so does the
+    # in-process reference, or the ratio would compare two allocators.
+    env_malloc = tune_malloc()
     rows: list[dict[str, Any]] = []
     env = {
         **environment(torch.device("cpu")),
         "label": settings.label,
         # The server's code: this checkout, or the one --server-pythonpath names.
         "server_code": settings.server_pythonpath or "this checkout",
+        "in_process_malloc_tuned": env_malloc,
     }
     with (
         tempfile.TemporaryDirectory() as data_dir,

@@ -14,6 +14,7 @@ Example:
     torch.Size([1000, 2])
 """
 
+from .allocator import tune_malloc
 from .base import EstimatorConfig, LogProbKind, PosteriorEstimator
 from .energy_flow import EnergyFlow, EnergyFlowConfig
 from .energy_score import energy_score
@@ -68,4 +69,5 @@ __all__ = [
     "resolve_device",
     "save_estimator",
     "split_options",
+    "tune_malloc",
 ]

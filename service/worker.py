@@ -43,6 +43,7 @@ from sbiserve.models import (
     fit,
     prepare_for_serving,
     resolve_device,
+    tune_malloc,
 )
 
 from . import jobs
@@ -110,6 +111,8 @@ class Worker:
         self.device = resolve_device(settings.device)
         if settings.torch_threads > 0:
             torch.set_num_threads(settings.torch_threads)
+        if settings.tune_malloc and not tune_malloc():
+            log.info("glibc's malloc thresholds not set (not glibc): sampling works as is")
         self.name = name or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.cache = ModelCache(self.models, self.device, settings.model_cache_size)
         self.stopping = threading.Event()
