@@ -229,3 +229,29 @@ def test_serving_folds_the_observations_z_scoring_into_the_first_layer(family: s
     with torch.inference_mode():
         twice = again.sample((500,), x, generator=torch.Generator().manual_seed(1))
     assert torch.equal(after, twice)
+
+
+@pytest.mark.parametrize("family", ["energy_flow", "semi_autoregressive_energy_flow"])
+def test_the_contexts_part_of_the_first_layer_is_computed_once_per_context(family: str) -> None:
+    from sbiserve.models import build_estimator, prepare_for_serving
+
+    torch.manual_seed(0)
+    flow = build_estimator(family, 3, 5, {"hidden_features": [16, 16]})
+    flow.fit_standardization(torch.randn(200, 3), torch.randn(200, 5))
+    first = flow.network[0]  # a MaskedLinear while training
+    own = torch.randn(4, 6, first.in_features - flow.context_features)
+    h = torch.randn(6, flow.context_features)
+    # The whole layer on [own, h] for every draw ...
+    whole = first(torch.cat([own, h.expand(4, *h.shape)], dim=-1))
+    # ... equals the split layer with h broadcast over the draws, and with one context
+    # repeated by expand (computed from its single row).
+    assert torch.allclose(flow._first_layer(own, h), whole, atol=1e-6)
+    one = h[:1].expand(6, -1)
+    assert torch.allclose(
+        flow._first_layer(own[0], one), first(torch.cat([own[0], one], dim=-1)), atol=1e-6
+    )
+    served = prepare_for_serving(flow)  # a plain Linear once the masks are folded
+    own = torch.randn(7, served.network[0].in_features - served.context_features)
+    h = torch.randn(1, served.context_features).expand(7, -1)
+    expected = served.network[0](torch.cat([own, h], dim=-1))
+    assert torch.allclose(served._first_layer(own, h), expected, atol=1e-6)
