@@ -256,6 +256,16 @@ def test_budget_defaults_apply_under_named_options_when_the_budget_is_given() ->
         split_options("energy_flow", {"hiden": 3}, 100)
     saef, saef_train = split_options("semi_autoregressive_energy_flow", {}, 100)
     assert saef.hidden_features == (64, 64, 64) and saef_train.max_steps == 2000
+    # The SAEF's own sizes: 30% of the steps below 3,000 simulations with more than two
+    # parameters, all of them otherwise, 3 x 64 below 3,000 and 3 x 128 from there.
+    for budget, theta_dim, hidden, steps in (
+        (1_000, 5, (64,) * 3, 600),
+        (1_000, 2, (64,) * 3, 2000),
+        (10_000, 10, (128,) * 3, 4000),
+        (10_000, 2, (128,) * 3, 4000),
+    ):
+        model, train = split_options("semi_autoregressive_energy_flow", {}, budget, theta_dim)
+        assert (model.hidden_features, train.max_steps) == (hidden, steps), (budget, theta_dim)
     # Families without budget defaults ignore the budget.
     assert split_options("ebflow", {}, 100)[1] == TrainConfig()
 
