@@ -427,17 +427,16 @@ class Worker:
         settings = self.settings
         limit = time.monotonic() + settings.sample_wait_ms / 1000
         paused = False
-        while len(messages) < settings.sample_max_batch:
+        while len(messages) < settings.sample_max_batch and (left := limit - time.monotonic()) > 0:
             more = self._read_lane(block_ms=None, count=settings.sample_max_batch - len(messages))
             if more:
                 messages.extend(more)
                 paused = False
-                continue
-            remaining = limit - time.monotonic()
-            if paused or remaining <= 0:
+            elif paused:
                 return
-            time.sleep(min(GATHER_PAUSE_S, remaining))
-            paused = True
+            else:
+                time.sleep(min(GATHER_PAUSE_S, left))
+                paused = True
 
     def _answer(self, requests: list[dict[str, Any]], ack: list[bytes] | None = None) -> None:
         """Answers every request; whatever fails, each gets a reply (never a silent drop).
