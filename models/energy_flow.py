@@ -38,6 +38,7 @@ from torch import Tensor
 
 from .base import ACTIVATIONS, EstimatorConfig, PosteriorEstimator
 from .config import require
+from .diffusion_schedule import alpha_bars, noised, posterior_step
 from .energy_score import (
     check_beta,
     energy_score,
@@ -161,6 +162,15 @@ class EnergyFlowConfig(EstimatorConfig):
             sees the narrow one. A positive scale per coordinate that depends on ``x``
             only is an invertible linear map of the parameter space, so the score stays
             strictly proper and still sees the dependence between coordinates.
+        diffusion_steps: Number ``K`` of generator passes per draw (distributional
+            diffusion, :mod:`~sbiserve.models.diffusion_schedule`). At ``K > 1`` the
+            generator also reads a noised copy of the parameters and its noise level,
+            learns at every level the distribution of the clean parameters given both,
+            and a draw runs the ``K`` levels from pure noise down. One pass must map
+            continuous noise onto every mode of the posterior at once and leaves mass
+            on the bridges between separated modes; the later passes see a noised draw
+            that already points at one mode. ``K`` times the sampling cost. One block
+            only (not the semi-autoregressive variant).
     """
 
     hidden_features: tuple[int, ...] = (128, 128, 128)
@@ -176,6 +186,7 @@ class EnergyFlowConfig(EstimatorConfig):
     marginal_weight: float = 0.0
     sign_noise: int = 0
     coordinate_scaling: bool = False
+    diffusion_steps: int = 1
 
     def validate(self) -> None:
         super().validate()
@@ -187,6 +198,9 @@ class EnergyFlowConfig(EstimatorConfig):
             f"sign_noise must lie in [0, noise_per_dim], got {self.sign_noise}",
         )
         require(self.mixture_heads >= 1, f"mixture_heads must be >= 1, got {self.mixture_heads}")
+        require(
+            self.diffusion_steps >= 1, f"diffusion_steps must be >= 1, got {self.diffusion_steps}"
+        )
         require(self.num_draws >= 2, f"num_draws must be >= 2, got {self.num_draws}")
         check_beta(self.beta)
         require(self.fold_penalty >= 0, f"fold_penalty must be >= 0, got {self.fold_penalty}")
@@ -291,7 +305,18 @@ class EnergyFlow(PosteriorEstimator):
         block_of = torch.repeat_interleave(torch.arange(len(sizes)), torch.tensor(sizes))
         # Noise fed to the network, then (with several heads) one head selector per block.
         self.network_noise = k * theta_dim
-        self.noise_features = self.network_noise + (len(sizes) if config.mixture_heads > 1 else 0)
+        self.step_noise = self.network_noise + (len(sizes) if config.mixture_heads > 1 else 0)
+        # With K diffusion steps a draw takes K passes' noise, then K Gaussian draws of
+        # the parameters' size: the top level and the K - 1 steps down.
+        levels = config.diffusion_steps
+        require(
+            levels == 1 or len(sizes) == 1,
+            "diffusion_steps > 1 needs a single block (the energy flow, not the SAEF)",
+        )
+        self.noise_features = levels * self.step_noise + (levels * theta_dim if levels > 1 else 0)
+        # The generator's diffusion inputs: the noised parameters and their level.
+        self.diffusion_features = theta_dim + 1 if levels > 1 else 0
+        self.register_buffer("_alpha_bars", alpha_bars(levels), persistent=False)
         self.register_buffer("block_of", block_of, persistent=False)
         # Coordinates of blocks wider than one: where marginal_weight adds their own scores.
         wide = torch.tensor([n > 1 for n in sizes])[block_of]
@@ -301,6 +326,7 @@ class EnergyFlow(PosteriorEstimator):
             [
                 block_of[:, None] > block_of[None, :],  # u of earlier blocks
                 block_of[:, None] == noise_block[None, :],  # this block's noise
+                torch.ones(theta_dim, self.diffusion_features, dtype=torch.bool),  # u_k, k
                 torch.ones(theta_dim, self.context_features, dtype=torch.bool),  # context
             ],
             dim=1,
@@ -350,13 +376,28 @@ class EnergyFlow(PosteriorEstimator):
         return [theta_dim]
 
     def draw_noise(self, num: int, generator: torch.Generator | None = None) -> Tensor:
-        """Noise for ``num`` draws, shape ``(num, noise_features)``, of the kind configured."""
+        """Noise for ``num`` draws, shape ``(num, noise_features)``, of the kind configured.
+
+        With ``diffusion_steps = K > 1``: ``K`` passes' noise ``(num, K * step_noise)``,
+        then standard-normal ``(num, K * D)`` for the diffusion levels.
+        """
+        levels = self.config.diffusion_steps
+        if levels == 1:
+            return self._step_noise(num, generator)
+        steps = self._step_noise(num * levels, generator).reshape(num, -1)
+        device = generator.device if generator is not None else self.device
+        gaussian = torch.randn(num, levels * self.theta_dim, generator=generator, device=device)
+        return torch.cat([steps, gaussian.to(self.device)], dim=-1)
+
+    def _step_noise(self, num: int, generator: torch.Generator | None) -> Tensor:
+        """One generator pass's noise for ``num`` draws, shape ``(num, step_noise)``."""
+        device = generator.device if generator is not None else self.device
         if self.config.noise == "gaussian":
-            noise = super().draw_noise(num, generator)
+            noise = torch.randn(num, self.step_noise, generator=generator, device=device)
         else:
-            device = generator.device if generator is not None else self.device
-            noise = torch.rand(num, self.noise_features, generator=generator, device=device)
-            noise = ((2 * noise - 1) * math.sqrt(3.0)).to(self.device)
+            noise = torch.rand(num, self.step_noise, generator=generator, device=device)
+            noise = (2 * noise - 1) * math.sqrt(3.0)
+        noise = noise.to(self.device)
         signs, k = self.config.sign_noise, self.config.noise_per_dim
         if signs == 1:  # each parameter's first feature (one strided view: few operators)
             noise[:, : self.network_noise : k].sign_()
@@ -366,17 +407,22 @@ class EnergyFlow(PosteriorEstimator):
 
     block_of: Tensor
     _wide_coordinates: Tensor
+    _alpha_bars: Tensor
 
-    def _generate(self, u: Tensor, noise: Tensor, h: Tensor) -> Tensor:
-        """One network pass: ``(*, D)``, ``(*, noise_features)``, ``(*, C)`` to ``(*, D)``.
+    def _generate(self, u: Tensor, noise: Tensor, h: Tensor, level: Tensor | None = None) -> Tensor:
+        """One network pass: ``(*, D)``, ``(*, step_noise)``, ``(*, C)`` to ``(*, D)``.
 
         With ``K`` heads the network gives ``(*, K * D)`` and each block of each draw
-        keeps the head its selector noise picks.
+        keeps the head its selector noise picks. With diffusion steps, ``level`` ``(*, D
+        + 1)`` holds the noised parameters and their level's position ``k / K``.
         """
         network_noise = noise  # with heads, their selectors follow the network's noise
         if noise.shape[-1] != self.network_noise:
             network_noise = noise[..., : self.network_noise]
-        own = network_noise if self._without_u else torch.cat([u, network_noise], dim=-1)
+        parts = [network_noise] if self._without_u else [u, network_noise]
+        if level is not None:
+            parts.append(level.expand(*network_noise.shape[:-1], -1))
+        own = parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)
         out = self._first_layer(own, h)
         for layer in itertools.islice(self.network, 1, None):
             out = layer(out)
@@ -418,6 +464,8 @@ class EnergyFlow(PosteriorEstimator):
         # in training); the last block is not: ``theta_transform.inverse`` folds on its
         # way to theta and the fold is idempotent, so folding here too would do it twice
         # on the sampling path (for the one-block energy flow, on every draw).
+        if self.config.diffusion_steps > 1:
+            return self._diffuse(noise, h)
         if self._without_u:  # one block, served: the network does not read u
             return self._generate(noise, noise, h)
         u = torch.zeros(noise.shape[0], self.theta_dim, device=noise.device, dtype=noise.dtype)
@@ -427,6 +475,42 @@ class EnergyFlow(PosteriorEstimator):
         start = self.blocks[-1][0]  # the last block runs to the end
         out = self._generate(u, noise, h)
         return out if start == 0 else torch.cat([u[:, :start], out[:, start:]], dim=-1)
+
+    def _level_inputs(self, u_k: Tensor, k: int | Tensor) -> Tensor:
+        """The generator's diffusion inputs ``(*, D + 1)``: ``u_k`` and ``k / K`` (``k`` in
+        ``1..K``, an int or a tensor of shape ``(*,)``)."""
+        position = torch.as_tensor(k, dtype=u_k.dtype, device=u_k.device) / len(self._alpha_bars)
+        return torch.cat([u_k, position.expand(*u_k.shape[:-1]).unsqueeze(-1)], dim=-1)
+
+    def _diffuse(self, noise: Tensor, h: Tensor) -> Tensor:
+        """A draw through the ``K`` levels, from pure noise at the top level down:
+        ``(*, noise_features)`` and ``(*, C)`` (or broadcastable) to ``(*, D)``, unfolded.
+
+        At each level the generator draws clean parameters given the noised ones; the
+        posterior step :math:`q(u_{k-1} \\mid u_k, \\hat u_0)` gives the next level's input.
+        """
+        levels, dim, width = len(self._alpha_bars), self.theta_dim, self.step_noise
+        passes = noise[..., : levels * width].unflatten(-1, (levels, width))
+        gaussian = noise[..., levels * width :].unflatten(-1, (levels, dim))
+        bars = self._alpha_bars.tolist()
+        u_k = gaussian[..., 0, :]  # the top level is pure noise
+        for i, k in enumerate(range(levels, 0, -1)):
+            drawn = self._generate(u_k, passes[..., i, :], h, self._level_inputs(u_k, k))
+            if k == 1:
+                return drawn
+            clean = self.theta_transform.fold_u(drawn)
+            u_k = posterior_step(u_k, clean, bars[k - 1], bars[k - 2], gaussian[..., i + 1, :])
+        raise AssertionError("unreachable: the loop returns at level 1")
+
+    def _training_levels(self, u: Tensor) -> Tensor | None:
+        """Diffusion inputs for a batch of clean ``u`` ``(N, D)``: each pair at a level drawn
+        uniformly from ``1..K``, noised accordingly; ``None`` for one step."""
+        levels = len(self._alpha_bars)
+        if levels == 1:
+            return None
+        k = torch.randint(1, levels + 1, (u.shape[0],), device=u.device)
+        u_k = noised(u, self._alpha_bars[k - 1].unsqueeze(-1), torch.randn_like(u))
+        return self._level_inputs(u_k, k)
 
     def _loss_u(self, u: Tensor, h: Tensor) -> Tensor:
         config = self.config
@@ -439,9 +523,17 @@ class EnergyFlow(PosteriorEstimator):
 
         With ``spread_weighting`` the weights follow the model, so the weighted loss of
         two epochs is not comparable (a far too wide posterior divides its large score
-        by its large spread); early stopping compares the plain score, which is.
+        by its large spread); early stopping compares the plain score, which is. With
+        diffusion steps it is the score of draws through all the levels: the sampler's
+        own posterior, not one level's.
         """
-        return self._block_scores(self.theta_transform(theta), self.context(x), False, 0.0, 0.0)
+        u, h = self.theta_transform(theta), self.context(x)
+        if self.config.diffusion_steps == 1:
+            return self._block_scores(u, h, False, 0.0, 0.0)
+        m = self.config.num_draws
+        noise = self.draw_noise(m * u.shape[0]).reshape(m, u.shape[0], -1)
+        draws = self.theta_transform.fold_u(self._diffuse(noise, h))
+        return energy_score(draws, u, self.config.beta)
 
     def _block_scores(
         self, u: Tensor, h: Tensor, weighted: bool, penalty: float, marginal: float
@@ -459,7 +551,8 @@ class EnergyFlow(PosteriorEstimator):
         # Teacher forcing: every block is drawn given the true earlier blocks, so all
         # blocks train in one pass; the per-block energy scores are summed (SAEF, eq. 8).
         m, beta = self.config.num_draws, self.config.beta
-        raw = self._teacher_forced_raw(m, u, h)
+        level = self._training_levels(u)  # one noise level per pair, for every draw of it
+        raw = self._teacher_forced_raw(m, u, h, level)
         draws = self.theta_transform.fold_u(raw)
         weights = [torch.ones(()) for _ in self.blocks]
         coordinate_weights = torch.ones(())
@@ -469,7 +562,8 @@ class EnergyFlow(PosteriorEstimator):
             # whose score it scales (weights from the same draws would correlate with
             # the score's gradient and bias the fit towards too wide posteriors).
             with torch.no_grad():
-                extra = self.theta_transform.fold_u(self._teacher_forced_raw(_SPREAD_DRAWS, u, h))
+                extra = self._teacher_forced_raw(_SPREAD_DRAWS, u, h, level)
+                extra = self.theta_transform.fold_u(extra)
                 if self.config.coordinate_scaling:
                     scale = marginal_spreads(extra, 1.0).clamp_min(_MIN_SPREAD)  # (N, D)
                     extra = extra / scale
@@ -493,7 +587,10 @@ class EnergyFlow(PosteriorEstimator):
             scores = scores + penalty * self.theta_transform.outside_u(raw).mean(dim=0)
         return scores
 
-    def _teacher_forced_raw(self, m: int, u: Tensor, h: Tensor) -> Tensor:
-        """``m`` unfolded draws per pair ``(m, N, D)``, blocks given the true earlier ones."""
-        noise = self.draw_noise(m * u.shape[0]).reshape(m, u.shape[0], -1)
-        return self._generate(u.expand(m, *u.shape), noise, h)  # h (N, C): broadcast
+    def _teacher_forced_raw(
+        self, m: int, u: Tensor, h: Tensor, level: Tensor | None = None
+    ) -> Tensor:
+        """``m`` unfolded draws per pair ``(m, N, D)``, blocks given the true earlier ones
+        (and, with diffusion steps, at the pair's noise level ``level`` ``(N, D + 1)``)."""
+        noise = self._step_noise(m * u.shape[0], None).reshape(m, u.shape[0], -1)
+        return self._generate(u.expand(m, *u.shape), noise, h, level)  # h (N, C): broadcast
