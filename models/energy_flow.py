@@ -306,14 +306,14 @@ class EnergyFlow(PosteriorEstimator):
         # Noise fed to the network, then (with several heads) one head selector per block.
         self.network_noise = k * theta_dim
         self.step_noise = self.network_noise + (len(sizes) if config.mixture_heads > 1 else 0)
-        # With K diffusion steps a draw takes K passes' noise, then K Gaussian draws of
-        # the parameters' size: the top level and the K - 1 steps down.
+        # With K diffusion steps a draw takes K passes' noise, then K - 1 Gaussian draws
+        # of the parameters' size for the steps down.
         levels = config.diffusion_steps
         require(
             levels == 1 or len(sizes) == 1,
             "diffusion_steps > 1 needs a single block (the energy flow, not the SAEF)",
         )
-        self.noise_features = levels * self.step_noise + (levels * theta_dim if levels > 1 else 0)
+        self.noise_features = levels * self.step_noise + (levels - 1) * theta_dim
         # The generator's diffusion inputs: the noised parameters and their level.
         self.diffusion_features = theta_dim + 1 if levels > 1 else 0
         self.register_buffer("_alpha_bars", alpha_bars(levels), persistent=False)
@@ -379,14 +379,15 @@ class EnergyFlow(PosteriorEstimator):
         """Noise for ``num`` draws, shape ``(num, noise_features)``, of the kind configured.
 
         With ``diffusion_steps = K > 1``: ``K`` passes' noise ``(num, K * step_noise)``,
-        then standard-normal ``(num, K * D)`` for the diffusion levels.
+        then standard-normal ``(num, (K - 1) * D)`` for the steps down.
         """
         levels = self.config.diffusion_steps
         if levels == 1:
             return self._step_noise(num, generator)
         steps = self._step_noise(num * levels, generator).reshape(num, -1)
         device = generator.device if generator is not None else self.device
-        gaussian = torch.randn(num, levels * self.theta_dim, generator=generator, device=device)
+        size = (num, (levels - 1) * self.theta_dim)
+        gaussian = torch.randn(size, generator=generator, device=device)
         return torch.cat([steps, gaussian.to(self.device)], dim=-1)
 
     def _step_noise(self, num: int, generator: torch.Generator | None) -> Tensor:
@@ -477,8 +478,8 @@ class EnergyFlow(PosteriorEstimator):
         return out if start == 0 else torch.cat([u[:, :start], out[:, start:]], dim=-1)
 
     def _level_inputs(self, u_k: Tensor, k: int | Tensor) -> Tensor:
-        """The generator's diffusion inputs ``(*, D + 1)``: ``u_k`` and ``k / K`` (``k`` in
-        ``1..K``, an int or a tensor of shape ``(*,)``)."""
+        """The generator's diffusion inputs ``(*, D + 1)``: ``u_k`` (zeros at the top level)
+        and ``k / K`` (``k`` in ``1..K``, an int or a tensor of shape ``(*,)``)."""
         position = torch.as_tensor(k, dtype=u_k.dtype, device=u_k.device) / len(self._alpha_bars)
         return torch.cat([u_k, position.expand(*u_k.shape[:-1]).unsqueeze(-1)], dim=-1)
 
@@ -491,15 +492,15 @@ class EnergyFlow(PosteriorEstimator):
         """
         levels, dim, width = len(self._alpha_bars), self.theta_dim, self.step_noise
         passes = noise[..., : levels * width].unflatten(-1, (levels, width))
-        gaussian = noise[..., levels * width :].unflatten(-1, (levels, dim))
+        gaussian = noise[..., levels * width :].unflatten(-1, (levels - 1, dim))
         bars = self._alpha_bars.tolist()
-        u_k = gaussian[..., 0, :]  # the top level is pure noise
+        u_k = torch.zeros_like(gaussian[..., 0, :])  # the top level: no information
         for i, k in enumerate(range(levels, 0, -1)):
             drawn = self._generate(u_k, passes[..., i, :], h, self._level_inputs(u_k, k))
             if k == 1:
                 return drawn
             clean = self.theta_transform.fold_u(drawn)
-            u_k = posterior_step(u_k, clean, bars[k - 1], bars[k - 2], gaussian[..., i + 1, :])
+            u_k = posterior_step(u_k, clean, bars[k - 1], bars[k - 2], gaussian[..., i, :])
         raise AssertionError("unreachable: the loop returns at level 1")
 
     def _training_levels(self, u: Tensor) -> Tensor | None:
@@ -510,7 +511,10 @@ class EnergyFlow(PosteriorEstimator):
             return None
         k = torch.randint(1, levels + 1, (u.shape[0],), device=u.device)
         u_k = noised(u, self._alpha_bars[k - 1].unsqueeze(-1), torch.randn_like(u))
-        return self._level_inputs(u_k, k)
+        # The top level is pure noise: it reads zeros. Fed as an input shared by a pair's
+        # draws, that noise made the generator collapse gaussian_mixture's two widths into
+        # one (docs/BENCHMARKS.md, section 2.11).
+        return self._level_inputs(u_k * (k < levels).unsqueeze(-1), k)
 
     def _loss_u(self, u: Tensor, h: Tensor) -> Tensor:
         config = self.config

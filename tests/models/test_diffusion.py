@@ -53,7 +53,7 @@ def make(levels: int = 3):
 
 def test_a_draw_consumes_every_levels_noise_and_stays_in_the_prior() -> None:
     flow, _ = make(3)
-    assert flow.noise_features == 3 * flow.step_noise + 3 * 3
+    assert flow.noise_features == 3 * flow.step_noise + 2 * 3
     draws = flow.sample((500,), torch.randn(4), generator=torch.Generator().manual_seed(1))
     assert draws.shape == (500, 3) and torch.isfinite(draws).all()
     assert ((draws[:, 0] >= -1) & (draws[:, 0] <= 2) & (draws[:, 1] >= 0)).all()
