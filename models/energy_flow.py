@@ -60,14 +60,17 @@ FEW_PARAMETERS = 2
 # Budgets below this many simulations are "small" in SIZED_DEFAULTS: about the geometric
 # midpoint of the two measured budgets, 10^3 and 10^4; the switch itself is not measured.
 SMALL_BUDGET = 3000
-# The network and the share of planned_steps that budget_defaults gives a problem, by
-# (budget below SMALL_BUDGET, at most FEW_PARAMETERS parameters); docs/BENCHMARKS.md,
-# sections 2.5 and 2.8 (the measurements are in budget_defaults' docstring).
-SIZED_DEFAULTS: dict[tuple[bool, bool], tuple[tuple[int, ...], float]] = {
-    (False, True): ((96, 96, 96), 1.0),
-    (False, False): ((128, 128, 128), 0.5),
-    (True, True): ((48, 48, 48), 0.75),
-    (True, False): ((64, 64, 64), 0.3),
+# The model options and the share of planned_steps that budget_defaults gives a problem,
+# by (budget below SMALL_BUDGET, at most FEW_PARAMETERS parameters); docs/BENCHMARKS.md,
+# sections 2.5, 2.8, 2.9 and 2.11 (the measurements are in budget_defaults' docstring).
+SIZED_DEFAULTS: dict[tuple[bool, bool], tuple[dict[str, Any], float]] = {
+    (False, True): ({"hidden_features": (96, 96, 96)}, 1.0),
+    (False, False): (
+        {"hidden_features": (64, 64, 64), "diffusion_steps": 3, "num_draws": 4},
+        2.0,
+    ),
+    (True, True): ({"hidden_features": (48, 48, 48)}, 0.75),
+    (True, False): ({"hidden_features": (64, 64, 64)}, 0.3),
 }
 # A small budget whose number of parameters is not given (the SAEF's blocks) gets this.
 SMALL_BUDGET_OPTIONS: dict[str, Any] = {"hidden_features": (64, 64, 64)}
@@ -170,7 +173,9 @@ class EnergyFlowConfig(EstimatorConfig):
             continuous noise onto every mode of the posterior at once and leaves mass
             on the bridges between separated modes; the later passes see a noised draw
             that already points at one mode. ``K`` times the sampling cost. One block
-            only (not the semi-autoregressive variant).
+            only (not the semi-autoregressive variant). Three levels are the default
+            from 3,000 simulations for more than two parameters
+            (:meth:`EnergyFlow.budget_defaults`).
     """
 
     hidden_features: tuple[int, ...] = (128, 128, 128)
@@ -256,10 +261,16 @@ class EnergyFlow(PosteriorEstimator):
           3 x 128 did (two_moons and gaussian_mixture at 10^3 and 10^4) at 0.6-0.7x the
           training time and half the time per draw (section 2.5); both tasks lost their
           shapes with half the steps (section 2.4);
-        - more: 3 x 128 and half the planned steps: on the six tasks of five and ten
-          parameters at 10^4, mean C2ST 0.723 against 0.726 with all of them (within two
-          standard errors but slcp_distractors, 0.976 against 0.960), at half the time
-          (section 2.8).
+        - more: three diffusion levels (``diffusion_steps=3``), 3 x 64, 4 draws per pair
+          and twice the planned steps (8,000 at 10^4). On sbibm's six tasks of five and
+          ten parameters at 10^4 (section 2.11) it took slcp from 0.942 to 0.873 and
+          slcp_distractors from 0.975 to 0.916 (NPE-NSF: 0.854 and 0.920), kept
+          gaussian_linear (0.519 against 0.522), in about the one-step 3 x 128's
+          training time (half the planned steps) and sampling time (three passes of a
+          network a quarter the size). At 10^3 it tied the one-step network on average
+          but lost gaussian_linear (0.636 against 0.594), so small budgets keep one
+          step. Not for one or two parameters: the generator shared between levels lost
+          gaussian_mixture's two widths (0.79 against 0.61; two_moons tied).
 
         Below it (sbibm's tasks at 10^3, section 2.8; NPE-NSF trains in 6-17 s there):
 
@@ -282,8 +293,8 @@ class EnergyFlow(PosteriorEstimator):
             if small:
                 options.update(SMALL_BUDGET_OPTIONS)
             return options
-        hidden, share = SIZED_DEFAULTS[small, theta_dim <= FEW_PARAMETERS]
-        options["hidden_features"] = hidden
+        sized, share = SIZED_DEFAULTS[small, theta_dim <= FEW_PARAMETERS]
+        options.update(sized)
         options["max_steps"] = round(share * options["max_steps"])
         return options
 

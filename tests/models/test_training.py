@@ -216,6 +216,7 @@ def test_budget_defaults_apply_under_named_options_when_the_budget_is_given() ->
 
     small, small_train = split_options("energy_flow", {}, 9_999)
     assert small.num_draws == 8 and small.hidden_features == (128, 128, 128)
+    assert small.diffusion_steps == 1  # without the number of parameters: one step
     assert split_options("energy_flow", {}, 1_000)[0].hidden_features == (64, 64, 64)
     assert small_train.lr_schedule == "cosine" and small_train.learning_rate == 3e-3
     assert small_train.max_steps == planned_steps(9_999)
@@ -240,13 +241,16 @@ def test_budget_defaults_apply_under_named_options_when_the_budget_is_given() ->
         (1_000, None, (64,) * 3, 2000),
         (2_999, None, (64,) * 3, planned_steps(2_999)),
         (5_000, 2, (96,) * 3, planned_steps(5_000)),
-        (5_000, 3, (128,) * 3, round(planned_steps(5_000) / 2)),
+        (5_000, 3, (64,) * 3, 2 * planned_steps(5_000)),
         (5_000, None, (128,) * 3, planned_steps(5_000)),
-        (10_000, 10, (128,) * 3, 2000),
+        (10_000, 10, (64,) * 3, 8000),
         (10_000, 2, (96,) * 3, 4000),
     ):
         model, train = split_options("energy_flow", {}, budget, theta_dim)
         assert (model.hidden_features, train.max_steps) == (hidden, steps), (budget, theta_dim)
+        # more than two parameters from 3,000 simulations: three diffusion levels, 4 draws
+        diffused = budget >= 3_000 and theta_dim is not None and theta_dim > 2
+        assert (model.diffusion_steps, model.num_draws) == ((3, 4) if diffused else (1, 8))
     assert split_options("energy_flow", {"max_steps": 7}, 1_000, 10)[1].max_steps == 7
     assert split_options("energy_flow", {}, 3_000)[0].hidden_features == (128,) * 3
     named_width, _ = split_options("energy_flow", {"hidden_features": [64]}, 1_000, 2)
