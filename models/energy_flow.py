@@ -522,9 +522,9 @@ class EnergyFlow(PosteriorEstimator):
             return None
         k = torch.randint(1, levels + 1, (u.shape[0],), device=u.device)
         u_k = noised(u, self._alpha_bars[k - 1].unsqueeze(-1), torch.randn_like(u))
-        # The top level is pure noise: it reads zeros. Fed as an input shared by a pair's
-        # draws, that noise made the generator collapse gaussian_mixture's two widths into
-        # one (docs/BENCHMARKS.md, section 2.11).
+        # The top level's u_k is pure noise and says nothing about u: it reads zeros, as
+        # when sampling (slcp at 10^4: 0.873 against 0.879 with the noise;
+        # docs/BENCHMARKS.md, section 2.11).
         return self._level_inputs(u_k * (k < levels).unsqueeze(-1), k)
 
     def _loss_u(self, u: Tensor, h: Tensor) -> Tensor:
