@@ -162,3 +162,33 @@ def test_log_prob_of_a_family_with_a_density(api: httpx.Client) -> None:
     assert values[2] is None  # outside the prior: -inf, which JSON writes as null
     one = log_prob([0.1, 0.2], [0.1, 0.2, 0.0])  # a single theta, like a single x
     assert one.status_code == 200 and one.json()["log_prob"] == pytest.approx(values[:1])
+
+
+def test_a_model_with_diffusion_levels_trains_and_samples_over_http(api: httpx.Client) -> None:
+    """The default for more than two parameters from 3,000 simulations, small: three
+    generator passes per draw through the worker's batched sampling path."""
+    theta, x = toy_data(300, seed=22)
+    dataset = api.post("/v1/datasets", json={"theta": theta.tolist(), "x": x.tolist()}).json()
+    body = {
+        "dataset_id": dataset["dataset_id"],
+        "hyperparameters": {**TINY, "diffusion_steps": 3},
+        "prior": PRIOR,
+    }
+    job = wait_job(api, api.post("/v1/jobs", json=body).json()["job_id"])
+    assert job["status"] == "succeeded", job
+    model = api.get(f"/v1/models/{job['model_id']}").json()
+    assert model["hyperparameters"]["model"]["diffusion_steps"] == 3
+
+    def sample(seed: int, x_o: list) -> np.ndarray:
+        reply = api.post(
+            "/v1/posterior/sample",
+            json={"model": job["model_id"], "x": x_o, "num_samples": 200, "seed": seed},
+        )
+        assert reply.status_code == 200, reply.text
+        return np.array(reply.json()["samples"])
+
+    draws = sample(5, [0.1, 0.2, 0.0])
+    assert draws.shape == (200, 2) and (np.abs(draws) <= 1).all()
+    assert np.allclose(sample(5, [0.1, 0.2, 0.0]), draws, atol=1e-6)
+    assert not np.allclose(sample(6, [0.1, 0.2, 0.0]), draws)
+    assert sample(5, [[0.1, 0.2, 0.0], [0.5, -0.5, -0.2]]).shape == (200, 2, 2)
