@@ -49,6 +49,11 @@ class SemiAutoregressiveEnergyFlowConfig(EnergyFlowConfig):
     def validate(self) -> None:
         super().validate()
         require(self.blocks >= 1, f"blocks must be >= 1, got {self.blocks}")
+        require(
+            self.diffusion_steps == 1,
+            "diffusion_steps is the energy flow's option: the semi-autoregressive flow "
+            f"draws one pass per block (got diffusion_steps={self.diffusion_steps})",
+        )
 
 
 class SemiAutoregressiveEnergyFlow(EnergyFlow):

@@ -11,6 +11,7 @@ from sbiserve.models import (
     build_estimator,
     load_estimator,
     save_estimator,
+    split_options,
 )
 from sbiserve.models.diffusion_schedule import alpha_bars, noised, posterior_step
 
@@ -101,7 +102,7 @@ def test_the_validation_score_draws_through_every_level() -> None:
 
 
 def test_the_semi_autoregressive_flow_refuses_diffusion_steps() -> None:
-    with pytest.raises(ConfigError, match="single block"):
-        build_estimator("semi_autoregressive_energy_flow", 4, 2, {"diffusion_steps": 2})
+    with pytest.raises(ConfigError, match="one pass per block"):  # refused with the options
+        split_options("semi_autoregressive_energy_flow", {"diffusion_steps": 2})
     with pytest.raises(ConfigError, match="diffusion_steps"):
         build_estimator("energy_flow", 2, 2, {"diffusion_steps": 0})

@@ -155,6 +155,12 @@ BAD_JOBS = [
     ("unknown family", {"family": "nope"}, ("unknown family",), "family"),
     ("unknown option", {"hyperparameters": {"hiden": 1}}, ("hiden",), "hyperparameters"),
     (
+        "diffusion levels for the semi-autoregressive flow",
+        {"family": "semi_autoregressive_energy_flow", "hyperparameters": {"diffusion_steps": 3}},
+        ("diffusion_steps", "one pass per block"),
+        "hyperparameters",
+    ),
+    (
         "device, the worker's choice",
         {"hyperparameters": {"device": "cpu"}},
         ("device",),
