@@ -265,12 +265,13 @@ class EnergyFlow(PosteriorEstimator):
           and twice the planned steps (8,000 at 10^4). On sbibm's six tasks of five and
           ten parameters at 10^4 (section 2.11) it took slcp from 0.942 to 0.873 and
           slcp_distractors from 0.975 to 0.916 (NPE-NSF: 0.854 and 0.920), kept
-          gaussian_linear (0.519 against 0.522), in about the one-step 3 x 128's
-          training time (half the planned steps) and sampling time (three passes of a
-          network a quarter the size). At 10^3 it tied the one-step network on average
-          but lost gaussian_linear (0.636 against 0.594), so small budgets keep one
-          step. Not for one or two parameters: the generator shared between levels lost
-          gaussian_mixture's two widths (0.79 against 0.61; two_moons tied).
+          gaussian_linear (0.519 against 0.522), in about 1.2x the one-step 3 x 128's
+          training time (it trained half the planned steps) and the same sampling time
+          (three passes of a network a quarter the size). At 10^3 it tied the one-step
+          network on average but lost gaussian_linear (0.636 against 0.594), so small
+          budgets keep one step. Not for one or two parameters: the generator shared
+          between levels lost gaussian_mixture's two widths (0.79 against 0.61;
+          two_moons tied).
 
         Below it (sbibm's tasks at 10^3, section 2.8; NPE-NSF trains in 6-17 s there):
 
