@@ -126,13 +126,17 @@ def train(
         x: Simulator outputs, shape ``(N, L)``, on the CPU.
         prior: The prior as a torch distribution on ``device`` (for sbi).
         box: The prior support (for sbiserve families).
-        options: Method options (sbiserve hyperparameters or sbi keyword arguments).
+        options: Method options (sbiserve hyperparameters or sbi keyword arguments; a
+            ``seed`` option replaces ``seed`` as an sbi baseline's training seed, as it
+            does for the sbiserve families).
         caps: Training limits.
         device: Where to train and sample.
         seed: Seed of initialization and batching.
     """
     name = base_name(method)
-    torch.manual_seed(seed)
     if name in baselines.BASELINES:
+        options = dict(options)
+        torch.manual_seed(options.pop("seed", seed))
         return baselines.train_baseline(name, theta, x, prior, options, caps.max_epochs, device)
+    torch.manual_seed(seed)
     return _train_family(name, theta, x, box, options, caps, device, seed)
