@@ -23,3 +23,24 @@ def test_each_baseline_trains_and_draws_inside_the_prior(name: str) -> None:
     trainer, kind = BASELINES[name]
     assert trained.hyperparameters["sbi"] == f"{trainer}({kind})"
     assert trained.hyperparameters["train"]["max_num_epochs"] == 2
+
+
+def test_a_seed_option_is_the_baselines_training_seed() -> None:
+    """``seed`` in the options replaces the cell's seed, and is not passed on to sbi."""
+    from bench.methods import Caps, train
+    from sbiserve.models import BoxPrior
+
+    torch.manual_seed(0)
+    prior = distributions.Independent(distributions.Uniform(-torch.ones(2), torch.ones(2)), 1)
+    theta = prior.sample((200,))
+    x = theta + 0.1 * torch.randn_like(theta)
+    box, caps, cpu = BoxPrior(low=(-1, -1), high=(1, 1)), Caps(max_epochs=1), torch.device("cpu")
+    x_o = torch.tensor([0.2, -0.3])
+
+    def draws(options: dict, seed: int) -> torch.Tensor:
+        trained = train("npe_nsf", theta, x, prior, box, options, caps, cpu, seed)
+        torch.manual_seed(7)
+        return trained.sample(20, x_o)
+
+    assert torch.equal(draws({"seed": 1}, 0), draws({}, 1))
+    assert not torch.equal(draws({"seed": 1}, 0), draws({}, 0))
