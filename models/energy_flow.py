@@ -64,13 +64,16 @@ SMALL_BUDGET = 3000
 # by (budget below SMALL_BUDGET, at most FEW_PARAMETERS parameters); docs/BENCHMARKS.md,
 # sections 2.5, 2.8, 2.9 and 2.11 (the measurements are in budget_defaults' docstring).
 SIZED_DEFAULTS: dict[tuple[bool, bool], tuple[dict[str, Any], float]] = {
-    (False, True): ({"hidden_features": (96, 96, 96)}, 1.0),
+    (False, True): ({"hidden_features": (96, 96, 96), "mixture_heads": 4}, 1.0),
     (False, False): (
         {"hidden_features": (64, 64, 64), "diffusion_steps": 3, "num_draws": 4},
         2.0,
     ),
-    (True, True): ({"hidden_features": (48, 48, 48)}, 0.75),
-    (True, False): ({"hidden_features": (64, 64, 64)}, 0.3),
+    (True, True): ({"hidden_features": (48, 48, 48), "mixture_heads": 4}, 0.75),
+    (True, False): (
+        {"hidden_features": (64, 64, 64), "diffusion_steps": 2, "num_draws": 4},
+        0.3,
+    ),
 }
 # A small budget whose number of parameters is not given (the SAEF's blocks) gets this.
 SMALL_BUDGET_OPTIONS: dict[str, Any] = {"hidden_features": (64, 64, 64)}
@@ -145,7 +148,12 @@ class EnergyFlowConfig(EstimatorConfig):
             the head picked by one more noise feature per block (equal odds), so a draw
             comes from a mixture of ``K`` generators sharing one trunk. One continuous
             map of Gaussian noise must leave mass on the bridges between separated
-            modes; ``K`` heads can each take a mode. Costs one wider output layer.
+            modes; ``K`` heads can each take a mode. Costs one wider output layer and
+            one comparison per draw. Four heads are the default for one or two
+            parameters (:meth:`EnergyFlow.budget_defaults`): a head's linear map can
+            rescale the trunk's output, so a mixture of two widths on one centre
+            (sbibm gaussian_mixture) needs no product of inputs, which a one-headed
+            MLP can only approximate.
         marginal_weight: Weight of the mean over coordinates of each coordinate's own
             (marginal) energy score, added to the joint score of every block of more
             than one coordinate; with ``spread_weighting`` each coordinate's score is
@@ -173,8 +181,8 @@ class EnergyFlowConfig(EstimatorConfig):
             continuous noise onto every mode of the posterior at once and leaves mass
             on the bridges between separated modes; the later passes see a noised draw
             that already points at one mode. ``K`` times the sampling cost. One block
-            only (not the semi-autoregressive variant). Three levels are the default
-            from 3,000 simulations for more than two parameters
+            only (not the semi-autoregressive variant). More than two parameters get
+            two levels below 3,000 simulations and three from there
             (:meth:`EnergyFlow.budget_defaults`).
     """
 
@@ -257,33 +265,43 @@ class EnergyFlow(PosteriorEstimator):
         two_moons and was better on gaussian_mixture (``docs/BENCHMARKS.md``, sections
         2.4 and 2.5). From :data:`SMALL_BUDGET` simulations:
 
-        - one or two parameters: 3 x 96 and all the planned steps. 3 x 96 scored as
-          3 x 128 did (two_moons and gaussian_mixture at 10^3 and 10^4) at 0.6-0.7x the
-          training time and half the time per draw (section 2.5); both tasks lost their
-          shapes with half the steps (section 2.4);
+        - one or two parameters: 3 x 96, four mixture heads and all the planned
+          steps. 3 x 96 scored as 3 x 128 did (two_moons and gaussian_mixture at 10^3
+          and 10^4) at 0.6-0.7x the training time and half the time per draw (section
+          2.5); both tasks lost their shapes with half the steps (section 2.4). Four
+          heads (section 2.12) took gaussian_mixture from 0.583 (mean of three
+          training seeds, 0.557-0.613) to 0.527 (0.526-0.528) and two_moons from 0.599
+          to 0.573 (0.566-0.581); NPE-NSF: 0.575 and 0.545. Two heads scored 0.520
+          and 0.581. With sign noise instead (a discrete input the one head must
+          learn to use) two_moons gained as much but gaussian_mixture collapsed to
+          one Gaussian of middle width (0.79);
         - more: three diffusion levels (``diffusion_steps=3``), 3 x 64, 4 draws per pair
           and twice the planned steps (8,000 at 10^4). On sbibm's six tasks of five and
           ten parameters at 10^4 (section 2.11) it took slcp from 0.942 to 0.873 and
           slcp_distractors from 0.975 to 0.916 (NPE-NSF: 0.854 and 0.920), kept
           gaussian_linear (0.519 against 0.522), in about 1.2x the one-step 3 x 128's
           training time (it trained half the planned steps) and the same sampling time
-          (three passes of a network a quarter the size). At 10^3 it tied the one-step
-          network on average but lost gaussian_linear (0.636 against 0.594), so small
-          budgets keep one step. Not for one or two parameters: the generator shared
-          between levels lost gaussian_mixture's two widths (0.79 against 0.61;
-          two_moons tied).
+          (three passes of a network a quarter the size). Not for one or two
+          parameters: the generator shared between levels lost gaussian_mixture's two
+          widths (0.79 against 0.61; two_moons tied).
 
         Below it (sbibm's tasks at 10^3, section 2.8; NPE-NSF trains in 6-17 s there):
 
-        - one or two parameters: 3 x 48 and 1,500 steps: two_moons 0.677 and
-          gaussian_mixture 0.643 against 0.666 and 0.627 with 3 x 64 and 2,000 steps (a
-          hundredth or two worse; NPE-NSF 0.677 and 0.689) in 0.55x the time, 0.75-0.87x
-          NPE-NSF's;
-        - more: 3 x 64 and 600 steps: every one of the six tasks within 0.005 of 3 x 64
-          with 1,000 steps, at 0.6x the time. 3 x 48 lost 0.03-0.04 on both
-          bernoulli_glm tasks; 400 steps lost 0.07 on bernoulli_glm. 3 x 64 itself
-          scored as 3 x 128 did at 10^3 (mean C2ST 0.779 against 0.790) at 0.45x the
-          time per step.
+        - one or two parameters: 3 x 48, four mixture heads and 1,500 steps. Without
+          heads two_moons scored 0.677 and gaussian_mixture 0.643 against 0.666 and
+          0.627 with 3 x 64 and 2,000 steps (a hundredth or two worse; NPE-NSF 0.677
+          and 0.689) in 0.55x the time, 0.75-0.87x NPE-NSF's; four heads took them to
+          0.612 and 0.560 at the same cost per step (two heads: 0.672 and 0.549);
+        - more: two diffusion levels, 3 x 64, 4 draws per pair and 600 steps. One
+          pass of 3 x 64 with 8 draws and 600 steps scored every one of the six tasks
+          within 0.005 of 1,000 steps, at 0.6x the time (3 x 48 lost 0.03-0.04 on both
+          bernoulli_glm tasks; 400 steps lost 0.07 on bernoulli_glm; 3 x 64 scored as
+          3 x 128 did at 10^3, mean C2ST 0.779 against 0.790, at 0.45x the time per
+          step). Two levels with 4 draws (section 2.12) train half the rows per step
+          and scored the six tasks' mean as that one pass did (0.810 against 0.812):
+          slcp_distractors 0.984 against 0.989 (NPE-NSF 0.981), gaussian_linear_uniform
+          0.639 against 0.666, gaussian_linear 0.608 against 0.594. Three levels lost
+          gaussian_linear (0.636) and took longer.
 
         Without ``theta_dim`` a budget below :data:`SMALL_BUDGET` gets 3 x 64 and every
         budget all the planned steps.
@@ -330,6 +348,9 @@ class EnergyFlow(PosteriorEstimator):
         self.diffusion_features = theta_dim + 1 if levels > 1 else 0
         self.register_buffer("_alpha_bars", alpha_bars(levels), persistent=False)
         self.register_buffer("block_of", block_of, persistent=False)
+        # With K heads, the selector noise's quantiles at 1/K, ..., (K-1)/K: a draw
+        # takes head j when its selector lies between edges j - 1 and j (equal odds).
+        self.register_buffer("_head_edges", self._selector_edges(config), persistent=False)
         # Coordinates of blocks wider than one: where marginal_weight adds their own scores.
         wide = torch.tensor([n > 1 for n in sizes])[block_of]
         self.register_buffer("_wide_coordinates", wide, persistent=False)
@@ -383,6 +404,16 @@ class EnergyFlow(PosteriorEstimator):
         self.network[0] = folded
 
     @staticmethod
+    def _selector_edges(config: EnergyFlowConfig) -> Tensor:
+        """Quantiles ``(K - 1,)`` of one noise feature at ``1/K, ..., (K-1)/K``."""
+        levels = torch.arange(1, config.mixture_heads, dtype=torch.float64) / config.mixture_heads
+        if config.noise == "gaussian":
+            edges = torch.special.ndtri(levels)
+        else:  # uniform on [-sqrt(3), sqrt(3)]
+            edges = (2 * levels - 1) * math.sqrt(3.0)
+        return edges.float()
+
+    @staticmethod
     def block_sizes(theta_dim: int, config: EnergyFlowConfig) -> list[int]:
         """Sizes of the autoregressive blocks: one block holding every dimension."""
         return [theta_dim]
@@ -421,6 +452,7 @@ class EnergyFlow(PosteriorEstimator):
     block_of: Tensor
     _wide_coordinates: Tensor
     _alpha_bars: Tensor
+    _head_edges: Tensor
 
     def _generate(self, u: Tensor, noise: Tensor, h: Tensor, level: Tensor | None = None) -> Tensor:
         """One network pass: ``(*, D)``, ``(*, step_noise)``, ``(*, C)`` to ``(*, D)``.
@@ -442,14 +474,15 @@ class EnergyFlow(PosteriorEstimator):
         heads = self.config.mixture_heads
         if heads == 1:
             return out
-        selector = noise[..., self.network_noise :]
-        if self.config.noise == "gaussian":
-            unit = torch.special.ndtr(selector)
+        # One comparison against the selector's quantiles picks each block's head: at
+        # one draw every torch operator costs about a layer, so no per-draw CDF.
+        selector = noise[..., self.network_noise :, None]  # (*, B, 1)
+        head = (selector > self._head_edges).sum(-1)  # (*, B): edges below the selector
+        if len(self.blocks) == 1:
+            head = head.unsqueeze(-1).expand(*head.shape[:-1], 1, self.theta_dim)
         else:
-            unit = selector / (2 * math.sqrt(3.0)) + 0.5
-        head = (unit * heads).long().clamp(0, heads - 1)[..., self.block_of]  # (*, D)
-        out = out.unflatten(-1, (heads, self.theta_dim))
-        return out.gather(-2, head.unsqueeze(-2)).squeeze(-2)
+            head = head[..., self.block_of].unsqueeze(-2)  # (*, 1, D)
+        return out.unflatten(-1, (heads, self.theta_dim)).gather(-2, head).squeeze(-2)
 
     def _first_layer(self, own: Tensor, h: Tensor) -> Tensor:
         """The network's first layer on ``[own, h]``, with ``h``'s part computed once per

@@ -158,10 +158,13 @@ def test_an_energy_flow_saved_before_the_fold_loads_with_its_logit_map(tmp_path)
     assert new.config.bounded_map == "fold" and new.theta_transform.bounded == "fold"
 
 
-def test_mixture_heads_pick_each_head_with_equal_odds(tmp_path) -> None:
+@pytest.mark.parametrize("noise", ["gaussian", "uniform"])
+def test_mixture_heads_pick_each_head_with_equal_odds(tmp_path, noise: str) -> None:
     from sbiserve.models import EnergyFlow, EnergyFlowConfig, load_estimator, save_estimator
 
-    config = EnergyFlowConfig(hidden_features=(8,), mixture_heads=4, bounded_map="logit")
+    config = EnergyFlowConfig(
+        hidden_features=(8,), mixture_heads=4, bounded_map="logit", noise=noise
+    )
     torch.manual_seed(0)
     flow = EnergyFlow(2, 1, config)
     assert flow.noise_features == 2 * 2 + 1  # network noise, then one head selector

@@ -248,9 +248,13 @@ def test_budget_defaults_apply_under_named_options_when_the_budget_is_given() ->
     ):
         model, train = split_options("energy_flow", {}, budget, theta_dim)
         assert (model.hidden_features, train.max_steps) == (hidden, steps), (budget, theta_dim)
-        # more than two parameters from 3,000 simulations: three diffusion levels, 4 draws
-        diffused = budget >= 3_000 and theta_dim is not None and theta_dim > 2
-        assert (model.diffusion_steps, model.num_draws) == ((3, 4) if diffused else (1, 8))
+        # more than two parameters: diffusion levels (two below 3,000 simulations, three
+        # from there) and 4 draws per pair
+        levels = 1 if theta_dim is None or theta_dim <= 2 else (2 if budget < 3_000 else 3)
+        assert (model.diffusion_steps, model.num_draws) == (levels, 8 if levels == 1 else 4)
+        # one or two parameters, at every budget: four mixture heads
+        few = theta_dim is not None and theta_dim <= 2
+        assert model.mixture_heads == (4 if few else 1), (budget, theta_dim)
     assert split_options("energy_flow", {"max_steps": 7}, 1_000, 10)[1].max_steps == 7
     assert split_options("energy_flow", {}, 3_000)[0].hidden_features == (128,) * 3
     named_width, _ = split_options("energy_flow", {"hidden_features": [64]}, 1_000, 2)
@@ -270,6 +274,7 @@ def test_budget_defaults_apply_under_named_options_when_the_budget_is_given() ->
     ):
         model, train = split_options("semi_autoregressive_energy_flow", {}, budget, theta_dim)
         assert (model.hidden_features, train.max_steps) == (hidden, steps), (budget, theta_dim)
+        assert model.mixture_heads == 1  # the heads were measured without blocks only
     # Families without budget defaults ignore the budget.
     assert split_options("ebflow", {}, 100)[1] == TrainConfig()
 
