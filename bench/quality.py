@@ -179,9 +179,9 @@ class Cell:
 def _simulations(
     task_name: str, budget: int, seed: int
 ) -> tuple[torch.Tensor, torch.Tensor, float]:
-    """The simulations of a cell (cached: with ``--jobs 1`` the methods share them)."""
+    """The simulations of a cell, simulated once for all its methods and processes."""
     start = time.perf_counter()
-    theta, x = tasks.simulate(tasks.load_task(task_name), budget, seed)
+    theta, x = tasks.cached_simulation(task_name, budget, seed)
     return theta, x, time.perf_counter() - start
 
 

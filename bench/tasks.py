@@ -6,6 +6,11 @@ here returns CPU tensors; the methods move them where they train.
 
 from __future__ import annotations
 
+import fcntl
+import os
+import tempfile
+from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,6 +28,12 @@ TASKS: tuple[str, ...] = (
     "slcp_distractors",
     "bernoulli_glm",
     "bernoulli_glm_raw",
+)
+
+
+# Where cached_simulation keeps simulations; SBISERVE_BENCH_CACHE overrides it.
+SIMULATION_CACHE = Path(
+    os.environ.get("SBISERVE_BENCH_CACHE", Path(tempfile.gettempdir()) / "sbiserve-bench")
 )
 
 
@@ -111,6 +122,32 @@ def simulate(task: Any, num_simulations: int, seed: int) -> tuple[Tensor, Tensor
         theta = task.get_prior()(num_samples=num_simulations)
         x = task.get_simulator()(theta)
     return theta.float(), x.float()
+
+
+def cached_simulation(
+    name: str, num_simulations: int, seed: int, cache: Path | None = None
+) -> tuple[Tensor, Tensor]:
+    """:func:`simulate` once per task, budget, seed and package versions, shared by
+    every process: the first to ask runs the simulator while the others wait on a file
+    lock, then each loads the saved tensors (``cache``, default :data:`SIMULATION_CACHE`).
+
+    Not a speed-up first: sbibm's slcp_distractors simulator holds about 14 GB at 10^4
+    simulations, so two cells simulating it at once (``--jobs 2``) exhausted a 24 GB
+    machine and the kernel killed one of them. The lock runs one simulator at a time.
+    """
+    cache = cache or SIMULATION_CACHE
+    cache.mkdir(parents=True, exist_ok=True)
+    versions = f"sbibm{metadata.version('sbibm')}-torch{torch.__version__}"
+    path = cache / f"{name}-{num_simulations}-{seed}-{versions}.pt"
+    with open(cache / "simulations.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if not path.exists():
+            theta, x = simulate(load_task(name), num_simulations, seed)
+            partial = path.with_suffix(".partial")
+            torch.save({"theta": theta, "x": x}, partial)
+            os.replace(partial, path)  # whole or absent, whoever reads it
+    saved = torch.load(path, weights_only=True)
+    return saved["theta"], saved["x"]
 
 
 def observation(task: Any, index: int) -> Tensor:
