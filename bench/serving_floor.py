@@ -54,11 +54,16 @@ from sbiserve.service.batching import sample_many
 from .provenance import environment
 
 
-def default_model(prior: bool = True, bounded_map: str | None = None) -> PosteriorEstimator:
+def default_model(
+    prior: bool = True, bounded_map: str | None = None, **options: Any
+) -> PosteriorEstimator:
     """The default energy flow for two-moons shapes, in its serving form; ``prior=False``
-    and ``bounded_map`` vary what a draw goes through after the network."""
+    and ``bounded_map`` vary what a draw goes through after the network, ``options``
+    (``mixture_heads``, ``hidden_features``) the network."""
     box = BoxPrior.from_dict({"type": "box", "low": [-1, -1], "high": [1, 1]}) if prior else None
-    config = EnergyFlowConfig(bounded_map=bounded_map) if bounded_map else EnergyFlowConfig()
+    if bounded_map:
+        options["bounded_map"] = bounded_map
+    config = EnergyFlowConfig(**options)
     torch.manual_seed(0)
     return prepare_for_serving(EnergyFlow(2, 2, config, box))
 
@@ -172,15 +177,30 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", type=Path, help="a stored model directory (default: new)")
     parser.add_argument("--no-prior", action="store_true", help="the default model, no prior")
     parser.add_argument("--bounded-map", choices=("fold", "logit"), help="instead of default")
+    parser.add_argument("--mixture-heads", type=int, help="heads (the class default: 1)")
+    parser.add_argument(
+        "--hidden-features",
+        type=lambda text: tuple(int(n) for n in text.split(",")),
+        help="hidden layer sizes, e.g. 96,96,96 (the class default: 128,128,128)",
+    )
     parser.add_argument("--json", type=Path, help="also write the result here")
     args = parser.parse_args(argv)
+    network = {
+        name: value
+        for name, value in (
+            ("mixture_heads", args.mixture_heads),
+            ("hidden_features", args.hidden_features),
+        )
+        if value is not None
+    }
     if args.model:
         estimator = prepare_for_serving(load_estimator(args.model))
         model = str(args.model)
     else:
-        estimator = default_model(not args.no_prior, args.bounded_map)
+        estimator = default_model(not args.no_prior, args.bounded_map, **network)
         prior = "no prior" if args.no_prior else "box prior"
         model = f"default energy_flow, {prior}, bounded_map={args.bounded_map or 'default'}"
+        model += "".join(f", {name}={value}" for name, value in network.items())
     result = {"model": model, **run(estimator, args.calls, args.rounds)}
     print(
         f"{model}; {result['cpu']}, {result['cpu_count']} cores, {result['torch_threads']} "
