@@ -62,7 +62,7 @@ FEW_PARAMETERS = 2
 SMALL_BUDGET = 3000
 # The model options and the share of planned_steps that budget_defaults gives a problem,
 # by (budget below SMALL_BUDGET, at most FEW_PARAMETERS parameters); docs/BENCHMARKS.md,
-# sections 2.5, 2.8, 2.9 and 2.11 (the measurements are in budget_defaults' docstring).
+# sections 2.5, 2.8, 2.9, 2.11 and 2.12 (the measurements are in budget_defaults' docstring).
 SIZED_DEFAULTS: dict[tuple[bool, bool], tuple[dict[str, Any], float]] = {
     (False, True): ({"hidden_features": (96, 96, 96), "mixture_heads": 4}, 1.0),
     (False, False): (
@@ -351,6 +351,11 @@ class EnergyFlow(PosteriorEstimator):
         # With K heads, the selector noise's quantiles at 1/K, ..., (K-1)/K: a draw
         # takes head j when its selector lies between edges j - 1 and j (equal odds).
         self.register_buffer("_head_edges", self._selector_edges(config), persistent=False)
+        self.register_buffer("_coordinates", torch.arange(theta_dim), persistent=False)
+        # Set by fold_for_serving: the first layer's weight split into its part for the
+        # draw's own inputs and its part for the context, and its bias.
+        for name in ("_first_own", "_first_h", "_first_bias"):
+            self.register_buffer(name, None, persistent=False)
         # Coordinates of blocks wider than one: where marginal_weight adds their own scores.
         wide = torch.tensor([n > 1 for n in sizes])[block_of]
         self.register_buffer("_wide_coordinates", wide, persistent=False)
@@ -402,6 +407,11 @@ class EnergyFlow(PosteriorEstimator):
             folded.weight.copy_(weight)
             folded.bias.copy_(bias)
         self.network[0] = folded
+        # Split once: at one draw each slice of the weight is an operator of its own.
+        split = weight.shape[1] - self.context_features
+        self._first_own = weight[:, :split].contiguous()
+        self._first_h = weight[:, split:].contiguous()
+        self._first_bias = bias.clone()
 
     @staticmethod
     def _selector_edges(config: EnergyFlowConfig) -> Tensor:
@@ -453,6 +463,10 @@ class EnergyFlow(PosteriorEstimator):
     _wide_coordinates: Tensor
     _alpha_bars: Tensor
     _head_edges: Tensor
+    _coordinates: Tensor
+    _first_own: Tensor | None
+    _first_h: Tensor | None
+    _first_bias: Tensor | None
 
     def _generate(self, u: Tensor, noise: Tensor, h: Tensor, level: Tensor | None = None) -> Tensor:
         """One network pass: ``(*, D)``, ``(*, step_noise)``, ``(*, C)`` to ``(*, D)``.
@@ -476,13 +490,13 @@ class EnergyFlow(PosteriorEstimator):
             return out
         # One comparison against the selector's quantiles picks each block's head: at
         # one draw every torch operator costs about a layer, so no per-draw CDF.
-        selector = noise[..., self.network_noise :, None]  # (*, B, 1)
-        head = (selector > self._head_edges).sum(-1)  # (*, B): edges below the selector
-        if len(self.blocks) == 1:
-            head = head.unsqueeze(-1).expand(*head.shape[:-1], 1, self.theta_dim)
+        selector = noise[..., self.network_noise :]  # (*, B)
+        if len(self.blocks) == 1:  # (*, 1) against the edges: how many lie below it
+            head = (selector > self._head_edges).sum(-1, keepdim=True)  # (*, 1)
         else:
-            head = head[..., self.block_of].unsqueeze(-2)  # (*, 1, D)
-        return out.unflatten(-1, (heads, self.theta_dim)).gather(-2, head).squeeze(-2)
+            head = (selector.unsqueeze(-1) > self._head_edges).sum(-1)[..., self.block_of]
+        # Output j * D + d is head j's coordinate d.
+        return out.gather(-1, head * self.theta_dim + self._coordinates)
 
     def _first_layer(self, own: Tensor, h: Tensor) -> Tensor:
         """The network's first layer on ``[own, h]``, with ``h``'s part computed once per
@@ -495,13 +509,15 @@ class EnergyFlow(PosteriorEstimator):
         100-dimensional ``x`` of slcp_distractors and bernoulli_glm_raw that part is a
         fifth of the network's multiplies per draw.
         """
+        if h.ndim == 2 and h.shape[0] > 1 and h.stride(0) == 0:
+            h = h[:1]  # one context repeated: its part once, broadcast over the rows
+        if self._first_own is not None:  # the serving form: split by fold_for_serving
+            return F.linear(own, self._first_own) + F.linear(h, self._first_h, self._first_bias)
         first = self.network[0]
         weight = first.weight
         if isinstance(first, zuko.nn.MaskedLinear):
             weight = first.mask * weight
         split = weight.shape[1] - self.context_features
-        if h.ndim == 2 and h.shape[0] > 1 and h.stride(0) == 0:
-            h = h[:1]  # one context repeated: its part once, broadcast over the rows
         return F.linear(own, weight[:, :split]) + F.linear(h, weight[:, split:], first.bias)
 
     def _transform_noise(self, noise: Tensor, h: Tensor) -> Tensor:

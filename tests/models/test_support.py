@@ -160,7 +160,13 @@ def test_an_energy_flow_saved_before_the_fold_loads_with_its_logit_map(tmp_path)
 
 @pytest.mark.parametrize("noise", ["gaussian", "uniform"])
 def test_mixture_heads_pick_each_head_with_equal_odds(tmp_path, noise: str) -> None:
-    from sbiserve.models import EnergyFlow, EnergyFlowConfig, load_estimator, save_estimator
+    from sbiserve.models import (
+        EnergyFlow,
+        EnergyFlowConfig,
+        load_estimator,
+        prepare_for_serving,
+        save_estimator,
+    )
 
     config = EnergyFlowConfig(
         hidden_features=(8,), mixture_heads=4, bounded_map="logit", noise=noise
@@ -181,6 +187,10 @@ def test_mixture_heads_pick_each_head_with_equal_odds(tmp_path, noise: str) -> N
     seed = torch.Generator().manual_seed(5)
     first = flow.sample((50,), x=torch.zeros(1), generator=seed)
     assert torch.equal(first, again.sample((50,), x=torch.zeros(1), generator=seed.manual_seed(5)))
+    served = prepare_for_serving(again)  # the first layer split once, u inputs dropped
+    with torch.inference_mode():
+        drawn = served.sample((50,), x=torch.zeros(1), generator=seed.manual_seed(5))
+    assert torch.allclose(first, drawn, atol=1e-5)
 
 
 def test_sign_noise_replaces_each_parameters_first_features_by_signs(tmp_path) -> None:
@@ -189,6 +199,7 @@ def test_sign_noise_replaces_each_parameters_first_features_by_signs(tmp_path) -
         EnergyFlow,
         EnergyFlowConfig,
         load_estimator,
+        prepare_for_serving,
         save_estimator,
     )
 
@@ -207,6 +218,10 @@ def test_sign_noise_replaces_each_parameters_first_features_by_signs(tmp_path) -
     seed = torch.Generator().manual_seed(5)
     first = flow.sample((50,), x=torch.zeros(1), generator=seed)
     assert torch.equal(first, again.sample((50,), x=torch.zeros(1), generator=seed.manual_seed(5)))
+    served = prepare_for_serving(again)  # the first layer split once, u inputs dropped
+    with torch.inference_mode():
+        drawn = served.sample((50,), x=torch.zeros(1), generator=seed.manual_seed(5))
+    assert torch.allclose(first, drawn, atol=1e-5)
 
 
 @pytest.mark.parametrize("family", ["energy_flow", "semi_autoregressive_energy_flow"])
