@@ -146,6 +146,7 @@ def cached_simulation(
             partial = path.with_suffix(".partial")
             torch.save({"theta": theta, "x": x}, partial)
             os.replace(partial, path)  # whole or absent, whoever reads it
+            return theta, x  # the simulator's own tensors: no need to read them back
     saved = torch.load(path, weights_only=True)
     return saved["theta"], saved["x"]
 
