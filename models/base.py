@@ -129,6 +129,10 @@ class PosteriorEstimator(nn.Module):
     noise_features: int = 0
     """Width of the standard-normal noise one draw consumes (see :meth:`draw_noise`)."""
 
+    context_broadcasts: bool = False
+    """Whether :meth:`sample_from_context` takes one context ``(C,)`` for every row of
+    noise (then :meth:`sample` skips repeating it, an operator less per call)."""
+
     def _transform_noise(self, noise: Tensor, h: Tensor) -> Tensor:
         """Maps noise with shape ``(N, *noise)`` and context ``(N, C)`` to ``u`` ``(N, D)``."""
         raise NotImplementedError
@@ -216,11 +220,13 @@ class PosteriorEstimator(nn.Module):
         # One view per step where a single observation allows it: at one draw every
         # torch operator is a fixed cost comparable to a layer's multiply.
         batch = 1 if single else h.shape[0]
-        rows = h.expand(num, -1) if single else h.expand(num, *h.shape).reshape(num * batch, -1)
-        theta = self.sample_from_context(rows, self.draw_noise(num * batch, generator))
         if single:
-            return theta.reshape(*shape, self.theta_dim)
-        return theta.reshape(*shape, batch, self.theta_dim)
+            rows = h if self.context_broadcasts else h.expand(num, -1)
+        else:
+            rows = h.expand(num, *h.shape).reshape(num * batch, -1)
+        theta = self.sample_from_context(rows, self.draw_noise(num * batch, generator))
+        out_shape = (*shape, self.theta_dim) if single else (*shape, batch, self.theta_dim)
+        return theta if theta.shape == out_shape else theta.reshape(out_shape)
 
     def loss(self, theta: Tensor, x: Tensor) -> Tensor:
         """Training loss per pair, shape ``(N,)``, for ``theta`` ``(N, D)`` and ``x`` ``(N, L)``.

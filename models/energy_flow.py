@@ -352,6 +352,9 @@ class EnergyFlow(PosteriorEstimator):
         # takes head j when its selector lies between edges j - 1 and j (equal odds).
         self.register_buffer("_head_edges", self._selector_edges(config), persistent=False)
         self.register_buffer("_coordinates", torch.arange(theta_dim), persistent=False)
+        # Row j: the flat outputs j * D .. j * D + D - 1 of head j (one gather per draw).
+        heads = torch.arange(config.mixture_heads)[:, None] * theta_dim
+        self.register_buffer("_head_outputs", heads + torch.arange(theta_dim), persistent=False)
         # Set by fold_for_serving: the first layer's weight split into its part for the
         # draw's own inputs and its part for the context, and its bias.
         for name in ("_first_own", "_first_h", "_first_bias"):
@@ -376,16 +379,25 @@ class EnergyFlow(PosteriorEstimator):
             residual=config.residual,
         )
 
-    # Set by fold_for_serving: the first layer no longer reads u (one block only).
+    # Sampling reads one context (C,) for all rows: only the first layer sees it.
+    context_broadcasts = True
+    # Set by fold_for_serving: the first layer no longer reads u (one block only); with
+    # heads it reads the selector through zero weights instead of a slice per draw; one
+    # pass (one block, no diffusion levels) gives the support map's coordinates, not u.
     _without_u = False
+    _reads_selector = False
+    _outputs_phi = False
 
     def fold_for_serving(self) -> None:
         """Folds the observation's z-scoring into the first layer and, for one block,
-        drops the first layer's ``u`` inputs (their weights are masked to zero).
+        drops the first layer's ``u`` inputs (their weights are masked to zero), reads
+        the head selector through zero weights, and (one pass) folds the parameters'
+        z-scoring into the last layer.
 
         At one draw each torch operator is a fixed cost comparable to a layer's
-        multiply: this saves the z-scoring's subtraction and division and the block
-        loop's zeros. ``W h = (W / sigma) x - W (mu / sigma)`` for ``h = (x - mu) / sigma``.
+        multiply: this saves the z-scoring's subtraction and division, the block loop's
+        zeros, a slice of the noise and the inverse z-scoring of the draws.
+        ``W h = (W / sigma) x - W (mu / sigma)`` for ``h = (x - mu) / sigma``.
         """
         first = self.network[0]
         if not isinstance(first, torch.nn.Linear):  # masks not folded: nothing to do
@@ -409,9 +421,38 @@ class EnergyFlow(PosteriorEstimator):
         self.network[0] = folded
         # Split once: at one draw each slice of the weight is an operator of its own.
         split = weight.shape[1] - self.context_features
-        self._first_own = weight[:, :split].contiguous()
+        own = weight[:, :split]
+        if self._without_u and self.step_noise > self.network_noise:
+            # One block with heads: zero weights for the selector after the network's
+            # noise, so a draw's whole noise goes in without a slice (one operator less).
+            # (network[0] keeps the weight without them, so a second fold starts anew.)
+            cut, zeros = self.network_noise, own.new_zeros(own.shape[0], 1)
+            own = torch.cat([own[:, :cut], zeros, own[:, cut:]], dim=1)
+            self._reads_selector = True
+        self._first_own = own.contiguous()
         self._first_h = weight[:, split:].contiguous()
         self._first_bias = bias.clone()
+        if len(self.blocks) == 1 and self.config.diffusion_steps == 1 and not self._outputs_phi:
+            self._fold_standardization_into_last_layer()
+
+    def _fold_standardization_into_last_layer(self) -> None:
+        """``phi = mu + sigma u`` with ``u = W a + b`` is ``(sigma W) a + (sigma b + mu)``:
+        the last layer gives ``phi`` (each head's rows scaled alike), one operator less
+        per draw. Only when ``u`` feeds nothing but the support map (one pass)."""
+        last, standardize = self.network[-1], self.theta_transform.standardize
+        if not isinstance(last, torch.nn.Linear) or last.bias is None:
+            return
+        heads = self.config.mixture_heads
+        std, mean = standardize.std.repeat(heads), standardize.mean.repeat(heads)
+        with torch.no_grad():
+            last.weight.mul_(std[:, None])
+            last.bias.mul_(std).add_(mean)
+        self._outputs_phi = True
+
+    def sample_from_context(self, h: Tensor, noise: Tensor) -> Tensor:
+        if self._outputs_phi:  # served: the last layer already undid the z-scoring
+            return self.theta_transform.constrain(self._transform_noise(noise, h))
+        return super().sample_from_context(h, noise)
 
     @staticmethod
     def _selector_edges(config: EnergyFlowConfig) -> Tensor:
@@ -451,7 +492,8 @@ class EnergyFlow(PosteriorEstimator):
         else:
             noise = torch.rand(num, self.step_noise, generator=generator, device=device)
             noise = (2 * noise - 1) * math.sqrt(3.0)
-        noise = noise.to(self.device)
+        if generator is not None and device != self.device:
+            noise = noise.to(self.device)
         signs, k = self.config.sign_noise, self.config.noise_per_dim
         if signs == 1:  # each parameter's first feature (one strided view: few operators)
             noise[:, : self.network_noise : k].sign_()
@@ -464,6 +506,7 @@ class EnergyFlow(PosteriorEstimator):
     _alpha_bars: Tensor
     _head_edges: Tensor
     _coordinates: Tensor
+    _head_outputs: Tensor
     _first_own: Tensor | None
     _first_h: Tensor | None
     _first_bias: Tensor | None
@@ -476,7 +519,7 @@ class EnergyFlow(PosteriorEstimator):
         + 1)`` holds the noised parameters and their level's position ``k / K``.
         """
         network_noise = noise  # with heads, their selectors follow the network's noise
-        if noise.shape[-1] != self.network_noise:
+        if noise.shape[-1] != self.network_noise and not self._reads_selector:
             network_noise = noise[..., : self.network_noise]
         parts = [network_noise] if self._without_u else [u, network_noise]
         if level is not None:
@@ -490,12 +533,17 @@ class EnergyFlow(PosteriorEstimator):
             return out
         # One comparison against the selector's quantiles picks each block's head: at
         # one draw every torch operator costs about a layer, so no per-draw CDF.
-        selector = noise[..., self.network_noise :]  # (*, B)
-        if len(self.blocks) == 1:  # (*, 1) against the edges: how many lie below it
-            head = (selector > self._head_edges).sum(-1, keepdim=True)  # (*, 1)
-        else:
-            head = (selector.unsqueeze(-1) > self._head_edges).sum(-1)[..., self.block_of]
         # Output j * D + d is head j's coordinate d.
+        if len(self.blocks) == 1:  # how many edges lie below the selector: its head (*,)
+            selector = noise[..., self.network_noise]
+            if not selector.is_contiguous():  # many rows: bucketize would copy it anyway
+                selector = selector.contiguous()
+            head = torch.bucketize(selector, self._head_edges)
+            if head.ndim == 1:  # index_select: cheaper than indexing at one draw
+                return out.gather(-1, self._head_outputs.index_select(0, head))
+            return out.gather(-1, self._head_outputs[head])
+        selector = noise[..., self.network_noise :]  # (*, B)
+        head = (selector.unsqueeze(-1) > self._head_edges).sum(-1)[..., self.block_of]
         return out.gather(-1, head * self.theta_dim + self._coordinates)
 
     def _first_layer(self, own: Tensor, h: Tensor) -> Tensor:

@@ -183,6 +183,7 @@ class ThetaTransform(nn.Module):
         width = torch.where(both, high - low, torch.where(upper, -1.0, 1.0))
         self.register_buffer("_fold_origin", origin, persistent=False)
         self.register_buffer("_fold_width", width, persistent=False)
+        self.register_buffer("_fold_width_negated", -width, persistent=False)
         self.register_buffer("_fold_both", both, persistent=False)
         self.register_buffer("_fold_one_sided", lower | upper, persistent=False)
         self._fold_all_both = bool(both.all())  # then the fold needs no torch.where
@@ -195,6 +196,7 @@ class ThetaTransform(nn.Module):
     _upper_index: Tensor
     _fold_origin: Tensor
     _fold_width: Tensor
+    _fold_width_negated: Tensor
     _fold_both: Tensor
     _fold_one_sided: Tensor
 
@@ -256,7 +258,11 @@ class ThetaTransform(nn.Module):
     def constrain(self, phi: Tensor) -> Tensor:
         """Applies :math:`\\phi^{-1}`; the result always lies in the closed prior box."""
         if self.bounded == "fold":
-            theta = torch.addcmul(self._fold_origin, self._fold_width, self.fold(phi))
+            if self._fold_all_both:  # low + w (1 - |r - 1|) as high - w |r - 1|: one op less
+                wave = (torch.remainder(phi, 2) - 1).abs()
+                theta = torch.addcmul(self.high, self._fold_width_negated, wave)
+            else:
+                theta = torch.addcmul(self._fold_origin, self._fold_width, self.fold(phi))
             return torch.clamp(theta, self.low, self.high)
         out = phi.clone()
         if self._both:

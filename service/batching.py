@@ -74,7 +74,9 @@ def sample_many(
             batch, num = r["x"].shape[0], r["num_samples"]
             h_r = h if len(requests) == 1 else h[offset : offset + batch]
             offset += batch
-            if batch == 1:  # (1, C) to (num, C): one view
+            if batch == 1 and len(requests) == 1 and estimator.context_broadcasts:
+                rows.append(h_r)  # (1, C) read by every row of noise: no view at all
+            elif batch == 1:  # (1, C) to (num, C): one view
                 rows.append(h_r.expand(num, -1))
             else:
                 rows.append(h_r.expand(num, *h_r.shape).reshape(num * batch, -1))
@@ -83,9 +85,10 @@ def sample_many(
         h_all, noise_all = _joined(rows, torch.cat), _joined(noise, torch.cat)
         step = max_draws  # one request may exceed it alone
         parts = []
-        for i in range(0, h_all.shape[0], step):
-            whole = i == 0 and h_all.shape[0] <= step
-            h_part = h_all if whole else h_all[i : i + step]
+        rows_all = noise_all.shape[0]  # h_all may be one broadcast row
+        for i in range(0, rows_all, step):
+            whole = i == 0 and rows_all <= step
+            h_part = h_all if whole or h_all.shape[0] == 1 else h_all[i : i + step]
             noise_part = noise_all if whole else noise_all[i : i + step]
             part = estimator.sample_from_context(h_part, noise_part)
             if part.dtype != torch.float32 or part.device.type != "cpu":

@@ -224,24 +224,44 @@ def test_sign_noise_replaces_each_parameters_first_features_by_signs(tmp_path) -
     assert torch.allclose(first, drawn, atol=1e-5)
 
 
-@pytest.mark.parametrize("family", ["energy_flow", "semi_autoregressive_energy_flow"])
-def test_serving_folds_the_observations_z_scoring_into_the_first_layer(family: str) -> None:
-    from sbiserve.models import build_estimator, prepare_for_serving
+@pytest.mark.parametrize(
+    ("family", "options", "boxed"),
+    [
+        ("energy_flow", {}, False),
+        ("semi_autoregressive_energy_flow", {}, False),
+        # heads (selector read through zero weights) and a box (the fold's one addcmul)
+        ("energy_flow", {"mixture_heads": 4}, True),
+        ("energy_flow", {"diffusion_steps": 2}, True),  # levels: u stays u
+    ],
+)
+def test_serving_folds_the_observations_z_scoring_into_the_first_layer(
+    family: str, options: dict, boxed: bool
+) -> None:
+    from sbiserve.models import BoxPrior, build_estimator, prepare_for_serving
 
     torch.manual_seed(0)
-    flow = build_estimator(family, 3, 2, {"hidden_features": [16, 16]})
-    flow.fit_standardization(torch.randn(200, 3), torch.randn(200, 2) * 5 + 3)
+    prior = BoxPrior(low=[-2.0, 0.0, -1.0], high=[2.0, 3.0, 5.0]) if boxed else None
+    flow = build_estimator(family, 3, 2, {"hidden_features": [16, 16], **options}, prior=prior)
+    theta = torch.rand(200, 3) * torch.tensor([4.0, 3.0, 6.0]) - torch.tensor([2.0, 0.0, 1.0])
+    flow.fit_standardization(theta * 0.5, torch.randn(200, 2) * 5 + 3)  # std, mean not 1, 0
     x = torch.tensor([[4.0, -2.0], [1.0, 9.0]])
     with torch.no_grad():
         before = flow.sample((500,), x, generator=torch.Generator().manual_seed(1))
+        one_before = flow.sample((1,), x[0], generator=torch.Generator().manual_seed(1))
     inputs = flow.network[0].in_features
     served = prepare_for_serving(flow)
     assert isinstance(served.x_standardize, torch.nn.Identity)
     one_block = family == "energy_flow"  # u's inputs go: their weights are masked to zero
     assert served.network[0].in_features == inputs - (3 if one_block else 0)
+    # One pass: the last layer gives the support map's coordinates (z-scoring folded in).
+    assert served._outputs_phi == (one_block and "diffusion_steps" not in options)
     with torch.inference_mode():
         after = served.sample((500,), x, generator=torch.Generator().manual_seed(1))
+        one = served.sample((1,), x[0], generator=torch.Generator().manual_seed(1))
     assert torch.allclose(before, after, atol=1e-5)
+    assert torch.allclose(one, one_before, atol=1e-5)  # one draw: the context broadcast
+    if prior is not None:
+        assert bool(served.theta_transform.contains(after).all())
     again = prepare_for_serving(served)  # a second preparation changes nothing
     assert again.network[0].in_features == served.network[0].in_features
     with torch.inference_mode():

@@ -41,3 +41,20 @@ def test_many_requests_in_one_pass_get_what_each_gets_alone() -> None:
         (alone,) = sample_many(flow, [r], max_draws=10_000)
         np.testing.assert_allclose(draws, alone, rtol=1e-5, atol=1e-6)
     assert not np.allclose(together[1][:, 0], together[1][:, 1])  # observations differ
+
+
+def test_one_request_larger_than_a_slice_draws_what_one_pass_draws() -> None:
+    # One request of one observation passes its context as one broadcast row; its noise
+    # is still cut into slices of max_draws rows, each reading that same row.
+    torch.manual_seed(0)
+    flow = prepare_for_serving(EnergyFlow(2, 2, EnergyFlowConfig(hidden_features=(16,))))
+    assert flow.context_broadcasts
+    r = request(150, 1, seed=4)
+    (sliced,) = sample_many(flow, [r], max_draws=64)
+    (whole,) = sample_many(flow, [r], max_draws=10_000)
+    assert sliced.shape == whole.shape == (150, 1, 2)
+    np.testing.assert_allclose(sliced, whole, rtol=1e-5, atol=1e-6)
+    with torch.inference_mode():
+        seeded = torch.Generator().manual_seed(4)
+        direct = flow.sample((150,), x=torch.from_numpy(r["x"][0]), generator=seeded)
+    np.testing.assert_allclose(whole[:, 0], direct.numpy(), rtol=1e-5, atol=1e-6)
