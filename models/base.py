@@ -130,8 +130,9 @@ class PosteriorEstimator(nn.Module):
     """Width of the standard-normal noise one draw consumes (see :meth:`draw_noise`)."""
 
     context_broadcasts: bool = False
-    """Whether :meth:`sample_from_context` takes one context ``(C,)`` for every row of
-    noise (then :meth:`sample` skips repeating it, an operator less per call)."""
+    """Whether :meth:`sample_from_context` takes one context ``(C,)`` or ``(1, C)`` for
+    every row of noise (then :meth:`sample` and the worker skip repeating it, an
+    operator less per call)."""
 
     def _transform_noise(self, noise: Tensor, h: Tensor) -> Tensor:
         """Maps noise with shape ``(N, *noise)`` and context ``(N, C)`` to ``u`` ``(N, D)``."""
@@ -189,7 +190,8 @@ class PosteriorEstimator(nn.Module):
         return noise if device == self.device else noise.to(self.device)
 
     def sample_from_context(self, h: Tensor, noise: Tensor) -> Tensor:
-        """Draws ``theta`` ``(N, D)`` for contexts ``h`` ``(N, C)`` from given noise.
+        """Draws ``theta`` ``(N, D)`` for contexts ``h`` ``(N, C)`` from given noise (or one
+        context ``(C,)``/``(1, C)`` for all ``N`` rows where :attr:`context_broadcasts`).
 
         This is the step a server batches across requests: each request draws its own
         noise (its own seed), the forward pass is shared.

@@ -559,8 +559,9 @@ class EnergyFlow(PosteriorEstimator):
         """
         if h.ndim == 2 and h.shape[0] > 1 and h.stride(0) == 0:
             h = h[:1]  # one context repeated: its part once, broadcast over the rows
-        if self._first_own is not None:  # the serving form: split by fold_for_serving
-            return F.linear(own, self._first_own) + F.linear(h, self._first_h, self._first_bias)
+        own_weight, h_weight = self._first_own, self._first_h
+        if own_weight is not None and h_weight is not None:  # split by fold_for_serving
+            return F.linear(own, own_weight) + F.linear(h, h_weight, self._first_bias)
         first = self.network[0]
         weight = first.weight
         if isinstance(first, zuko.nn.MaskedLinear):

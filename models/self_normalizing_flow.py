@@ -286,11 +286,15 @@ class SelfNormalizingFlow(PosteriorEstimator):
             theta_dim, self.context_features, config, config.bins
         )
 
+    def _linears(self) -> list[SelfNormLinear]:
+        """The dense layers, typed (a ``ModuleList`` yields plain modules)."""
+        return list(self.linears)  # type: ignore[arg-type]
+
     def _flow(self, u: Tensor, h: Tensor, surrogate: bool) -> tuple[Tensor, Tensor]:
         """:math:`\\log q(u \\mid h)` and the summed reconstruction error, both ``(N,)``."""
         z, ladj = u, torch.zeros_like(u[:, 0])
         reconstruction = torch.zeros_like(ladj)
-        for linear, coupling in zip(self.linears, self.couplings, strict=True):
+        for linear, coupling in zip(self._linears(), self.couplings, strict=True):
             if surrogate:
                 reconstruction = reconstruction + linear.reconstruction(z)
             z = linear(z, surrogate)
@@ -308,7 +312,8 @@ class SelfNormalizingFlow(PosteriorEstimator):
     def _transform_noise(self, noise: Tensor, h: Tensor) -> Tensor:
         exact = self.config.sampling_inverse == "exact"
         u = noise
-        for linear, coupling in zip(reversed(self.linears), reversed(self.couplings), strict=True):
+        pairs = zip(reversed(self._linears()), reversed(self.couplings), strict=True)
+        for linear, coupling in pairs:
             v = coupling(h).inv(u)
             u = linear.exact_inverse(v) if exact else linear.inverse(v)
         return u

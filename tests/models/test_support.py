@@ -232,15 +232,21 @@ def test_sign_noise_replaces_each_parameters_first_features_by_signs(tmp_path) -
         # heads (selector read through zero weights) and a box (the fold's one addcmul)
         ("energy_flow", {"mixture_heads": 4}, True),
         ("energy_flow", {"diffusion_steps": 2}, True),  # levels: u stays u
+        ("energy_flow", {"diffusion_steps": 2, "mixture_heads": 4, "sign_noise": 1}, True),
+        ("semi_autoregressive_energy_flow", {"mixture_heads": 2}, True),
+        # the logit map, bounds on one side, an embedding network
+        ("energy_flow", {"bounded_map": "logit", "embedding_features": 3}, "one-sided"),
     ],
 )
 def test_serving_folds_the_observations_z_scoring_into_the_first_layer(
-    family: str, options: dict, boxed: bool
+    family: str, options: dict, boxed: bool | str
 ) -> None:
     from sbiserve.models import BoxPrior, build_estimator, prepare_for_serving
 
     torch.manual_seed(0)
     prior = BoxPrior(low=[-2.0, 0.0, -1.0], high=[2.0, 3.0, 5.0]) if boxed else None
+    if boxed == "one-sided":
+        prior = BoxPrior(low=[-2.0, None, None], high=[None, 3.0, None])
     flow = build_estimator(family, 3, 2, {"hidden_features": [16, 16], **options}, prior=prior)
     theta = torch.rand(200, 3) * torch.tensor([4.0, 3.0, 6.0]) - torch.tensor([2.0, 0.0, 1.0])
     flow.fit_standardization(theta * 0.5, torch.randn(200, 2) * 5 + 3)  # std, mean not 1, 0
@@ -250,7 +256,8 @@ def test_serving_folds_the_observations_z_scoring_into_the_first_layer(
         one_before = flow.sample((1,), x[0], generator=torch.Generator().manual_seed(1))
     inputs = flow.network[0].in_features
     served = prepare_for_serving(flow)
-    assert isinstance(served.x_standardize, torch.nn.Identity)
+    embedded = "embedding_features" in options  # the z-scoring feeds the embedding then
+    assert isinstance(served.x_standardize, torch.nn.Identity) != embedded
     one_block = family == "energy_flow"  # u's inputs go: their weights are masked to zero
     assert served.network[0].in_features == inputs - (3 if one_block else 0)
     # One pass: the last layer gives the support map's coordinates (z-scoring folded in).
@@ -260,6 +267,12 @@ def test_serving_folds_the_observations_z_scoring_into_the_first_layer(
         one = served.sample((1,), x[0], generator=torch.Generator().manual_seed(1))
     assert torch.allclose(before, after, atol=1e-5)
     assert torch.allclose(one, one_before, atol=1e-5)  # one draw: the context broadcast
+    with torch.inference_mode():  # broadcast (C,) and repeated (N, C) contexts agree
+        h = served.context(x[0])
+        noise = served.draw_noise(5, torch.Generator().manual_seed(2))
+        broadcast = served.sample_from_context(h, noise)
+        repeated = served.sample_from_context(h.expand(5, -1).clone(), noise)
+    assert torch.allclose(broadcast, repeated, atol=1e-6)
     if prior is not None:
         assert bool(served.theta_transform.contains(after).all())
     again = prepare_for_serving(served)  # a second preparation changes nothing

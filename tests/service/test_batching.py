@@ -47,8 +47,10 @@ def test_one_request_larger_than_a_slice_draws_what_one_pass_draws() -> None:
     # One request of one observation passes its context as one broadcast row; its noise
     # is still cut into slices of max_draws rows, each reading that same row.
     torch.manual_seed(0)
-    flow = prepare_for_serving(EnergyFlow(2, 2, EnergyFlowConfig(hidden_features=(16,))))
-    assert flow.context_broadcasts
+    flow = EnergyFlow(2, 2, EnergyFlowConfig(hidden_features=(16,), mixture_heads=4))
+    flow.fit_standardization(torch.randn(100, 2) * 3 + 1, torch.randn(100, 2) * 2 - 1)
+    flow = prepare_for_serving(flow)  # z-scorings folded into the first and last layers
+    assert flow.context_broadcasts and flow._outputs_phi
     r = request(150, 1, seed=4)
     (sliced,) = sample_many(flow, [r], max_draws=64)
     (whole,) = sample_many(flow, [r], max_draws=10_000)
