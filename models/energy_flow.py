@@ -144,6 +144,10 @@ class EnergyFlowConfig(EstimatorConfig):
             not leave (sbibm slcp, 10,000 simulations: the validation score stalled from
             epoch 2 and C2ST was 0.980). One reflection, which lets mass reach a bound,
             costs nothing, so the true posterior still minimizes the loss.
+        fold_band: Where ``fold_penalty`` starts, in widths of the prior box past its
+            bounds (two-sided bounds only): 1 (one reflection, the default) or less, down
+            to 0 (any output outside the box pays, so the fold has little to reflect;
+            a posterior cut by the box need not be the fold of a wider one).
         mixture_heads: Number ``K`` of output heads of the generator; each draw takes
             the head picked by one more noise feature per block (equal odds), so a draw
             comes from a mixture of ``K`` generators sharing one trunk. One continuous
@@ -195,6 +199,7 @@ class EnergyFlowConfig(EstimatorConfig):
     noise: str = "gaussian"
     bounded_map: str = "fold"
     fold_penalty: float = 1.0
+    fold_band: float = 1.0
     mixture_heads: int = 1
     marginal_weight: float = 0.0
     sign_noise: int = 0
@@ -217,6 +222,7 @@ class EnergyFlowConfig(EstimatorConfig):
         require(self.num_draws >= 2, f"num_draws must be >= 2, got {self.num_draws}")
         check_beta(self.beta)
         require(self.fold_penalty >= 0, f"fold_penalty must be >= 0, got {self.fold_penalty}")
+        require(0 <= self.fold_band <= 1, f"fold_band must lie in [0, 1], got {self.fold_band}")
         require(
             self.marginal_weight >= 0, f"marginal_weight must be >= 0, got {self.marginal_weight}"
         )
@@ -698,7 +704,8 @@ class EnergyFlow(PosteriorEstimator):
             wide = per_coordinate[:, self._wide_coordinates]
             scores = scores + marginal * wide.mean(dim=-1)
         if penalty > 0:
-            scores = scores + penalty * self.theta_transform.outside_u(raw).mean(dim=0)
+            outside = self.theta_transform.outside_u(raw, self.config.fold_band)
+            scores = scores + penalty * outside.mean(dim=0)
         return scores
 
     def _teacher_forced_raw(

@@ -239,20 +239,22 @@ class ThetaTransform(nn.Module):
             return u
         return self.standardize(self.fold(self.standardize.inverse(u)))
 
-    def outside_u(self, u: Tensor) -> Tensor:
-        """Squared distance of ``u`` ``(*, D)`` beyond one reflection, standardized, ``(*)``.
+    def outside_u(self, u: Tensor, band: float = 1.0) -> Tensor:
+        """Squared distance of ``u`` ``(*, D)`` beyond ``band`` box widths past the box,
+        standardized, ``(*)``.
 
         Between two bounds the fold reflects once on :math:`[-1, 0]` and :math:`[1, 2]`
-        (rescaled) and wraps again beyond; this is the distance past that band. A single
+        (rescaled) and wraps again beyond; with ``band = 1`` (one reflection) this is the
+        distance past that band, with ``band = 0`` the distance outside the box. A single
         bound's mirror never wraps, so it adds nothing there, nor does the ``logit``
         mode. A generator that folds its outputs is trained with this as a penalty (see
-        ``EnergyFlowConfig.fold_penalty``).
+        ``EnergyFlowConfig.fold_penalty`` and ``fold_band``).
         """
         if self.bounded != "fold" or not self._both:
             return u.new_zeros(u.shape[:-1])
         i = self._both_index
         phi = self.standardize.inverse(u)[..., i]
-        distance = (-1 - phi).clamp_min(0) + (phi - 2).clamp_min(0)
+        distance = (-band - phi).clamp_min(0) + (phi - 1 - band).clamp_min(0)
         return ((distance / self.standardize.std[i]) ** 2).sum(dim=-1)
 
     def constrain(self, phi: Tensor) -> Tensor:

@@ -85,6 +85,10 @@ def test_outside_u_is_the_squared_distance_beyond_one_reflection() -> None:
     assert torch.allclose(outside, expected)
     logit = ThetaTransform(4, PRIOR).double()
     assert (logit.outside_u(100 * torch.ones(3, 4).double()) == 0).all()
+    # band 0: any distance outside the box counts (-0.5 is 0.5 below dim 0's bound)
+    outside = transform.outside_u(transform.standardize(phi), band=0.0)
+    assert torch.allclose(outside, ((torch.tensor([1.25, 0.5]).double() / std[0]) ** 2))
+    assert (transform.outside_u(transform(inside(50)), band=0.0) == 0).all()
 
 
 def test_the_fold_penalty_enters_the_training_loss_only() -> None:
@@ -106,6 +110,22 @@ def test_the_fold_penalty_enters_the_training_loss_only() -> None:
     # Outputs far outside the box pay the penalty in training, not in validation.
     assert losses[1.0][0] > losses[0.0][0] + 10.0
     assert torch.allclose(losses[1.0][1], losses[0.0][1])
+    # Outputs half a box width past the upper bound: free within one reflection, not
+    # with fold_band = 0.
+    banded = {}
+    for band in (0.0, 1.0):
+        torch.manual_seed(1)
+        config = EnergyFlowConfig(hidden_features=(8,), fold_band=band)
+        flow = EnergyFlow(1, 1, config, prior)
+        flow.fit_standardization(theta, x)
+        last = [m for m in flow.network.modules() if isinstance(m, torch.nn.Linear)][-1]
+        standardize = flow.theta_transform.standardize
+        with torch.no_grad():
+            last.weight.zero_()
+            last.bias.fill_(float((1.5 - standardize.mean) / standardize.std))  # phi = 1.5
+        torch.manual_seed(2)
+        banded[band] = flow.loss(theta, x).mean()
+    assert banded[0.0] > banded[1.0] + 1.0
 
 
 def test_energy_flow_with_the_fold_draws_inside_and_reloads(tmp_path) -> None:
