@@ -229,6 +229,88 @@ def versus_table(rows: list[dict[str, Any]], method: str, baseline: str) -> list
     )
 
 
+def _capped(row: dict[str, Any]) -> bool:
+    """Whether a row's training ran into its wall-time cap (within 2%)."""
+    cap = (row.get("caps") or {}).get("max_seconds")
+    return bool(cap) and row["train_seconds"] >= 0.98 * cap
+
+
+def families_table(
+    rows: list[dict[str, Any]], budget: int, baseline: str = "npe_nsf", margin: float = 0.05
+) -> list[str]:
+    """Markdown lines: every method beside ``baseline`` per task at one budget.
+
+    Cells: C2ST (difference to the baseline; training CPU seconds, ``cap`` where the
+    wall-time cap ended it); best C2ST of each task in bold. Then the mean, how many
+    tasks are within ``margin`` of the baseline (or better), the training CPU ratio to
+    the baseline (range; tasks within 3x) and the range of seconds for one call drawing
+    10,000 draws. Seeds are pooled (means).
+    """
+    groups = _groups([r for r in rows if r["budget"] == budget])
+    methods = method_order([m for (_, _, m) in groups])
+    if baseline not in methods:
+        return []
+    methods = [baseline] + [m for m in methods if m != baseline]
+    tasks = ordered([t for (t, _, _) in groups])
+    c2st = {k: _mean(v, "c2st_mean") for k, v in groups.items()}
+    cpu = {k: _cpu_mean(v) or _mean(v, "train_seconds") for k, v in groups.items()}
+    lines, within, ratios, draws = [], defaultdict(int), defaultdict(list), defaultdict(list)
+    for task in tasks:
+        present = [m for m in methods if (task, budget, m) in groups]
+        if baseline not in present:
+            continue
+        best = min(c2st[(task, budget, m)] for m in present)
+        line = [task]
+        for method in methods:
+            key = (task, budget, method)
+            if key not in groups:
+                line.append("–")
+                continue
+            value, seconds = c2st[key], cpu[key]
+            cap = ", cap" if any(_capped(r) for r in groups[key]) else ""
+            draws[method].append(_mean(groups[key], "sample_seconds_mean"))
+            text = f"{value:.3f}"
+            if method == baseline:
+                cell = f"{text} ({seconds:.0f} s)"
+            else:
+                difference = value - c2st[(task, budget, baseline)]
+                within[method] += difference <= margin
+                ratios[method].append(seconds / cpu[(task, budget, baseline)])
+                cell = f"{text} ({difference:+.3f}; {seconds:.0f} s{cap})"
+            line.append(cell.replace(text, f"**{text}**", 1) if value == best else cell)
+        lines.append(line)
+    if not lines:
+        return []
+
+    def summary(label: str, cell: Any) -> list[str]:
+        return [label, *(cell(m) for m in methods)]
+
+    def mean(m: str) -> str:
+        values = [c2st[(t, budget, m)] for t in tasks if (t, budget, m) in groups]
+        return f"{statistics.fmean(values):.3f}"
+
+    def ratio(m: str) -> str:
+        if m == baseline:
+            return "–"
+        low, high = min(ratios[m]), max(ratios[m])
+        fast = sum(r <= 3 for r in ratios[m])
+        return f"{low:.1f}-{high:.1f}× ({fast} of {len(ratios[m])} within 3×)"
+
+    lines += [
+        summary("mean", mean),
+        summary(
+            f"within {margin} of {baseline} (or better)",
+            lambda m: "–" if m == baseline else f"{within[m]} of {len(ratios[m])}",
+        ),
+        summary(f"training CPU against {baseline}", ratio),
+        summary(
+            "10,000 draws",
+            lambda m: f"{min(draws[m]):.2f}-{max(draws[m]):.2f} s",
+        ),
+    ]
+    return markdown_table([f"task ({budget:,})", *methods], lines)
+
+
 def _metric_section(rows: list[dict[str, Any]], kind: str, figures: Published) -> list[str]:
     """The C2ST table of the rows scored with one C2ST kind."""
     return [
@@ -254,6 +336,20 @@ def write(rows: list[dict[str, Any]], out: Path, figures: Published) -> None:
         sections += _metric_section([r for r in rows if metric(r) == kind], kind, figures)
     methods = method_order([r["method"] for r in rows if r.get("error") is None])
     baselines = [m for m in methods if m == "npe_nsf"]
+    if baselines and len(methods) > 2:  # several methods: all of them side by side
+        for kind in kinds:
+            kind_rows = [r for r in rows if metric(r) == kind]
+            for budget in sorted({r["budget"] for r in kind_rows}):
+                table = families_table(kind_rows, budget)
+                if table:
+                    sections += [
+                        f"Every method beside `npe_nsf` at {budget:,} simulations ({kind} "
+                        "C2ST; difference to `npe_nsf`; training CPU seconds, `cap` where "
+                        "the wall-time cap ended training; best of each row in bold):",
+                        "",
+                        *table,
+                        "",
+                    ]
     for kind in kinds:
         kind_rows = [r for r in rows if metric(r) == kind]
         for baseline in baselines:
