@@ -232,7 +232,7 @@ def versus_table(rows: list[dict[str, Any]], method: str, baseline: str) -> list
 def _capped(row: dict[str, Any]) -> bool:
     """Whether a row's training ran into its wall-time cap (within 2%)."""
     cap = (row.get("caps") or {}).get("max_seconds")
-    return bool(cap) and row["train_seconds"] >= 0.98 * cap
+    return cap is not None and cap > 0 and row["train_seconds"] >= 0.98 * cap
 
 
 def families_table(
@@ -254,7 +254,10 @@ def families_table(
     tasks = ordered([t for (t, _, _) in groups])
     c2st = {k: _mean(v, "c2st_mean") for k, v in groups.items()}
     cpu = {k: _cpu_mean(v) or _mean(v, "train_seconds") for k, v in groups.items()}
-    lines, within, ratios, draws = [], defaultdict(int), defaultdict(list), defaultdict(list)
+    lines: list[list[str]] = []
+    within: dict[str, int] = defaultdict(int)
+    ratios: dict[str, list[float]] = defaultdict(list)
+    draws: dict[str, list[float]] = defaultdict(list)
     for task in tasks:
         present = [m for m in methods if (task, budget, m) in groups]
         if baseline not in present:
