@@ -45,6 +45,7 @@ from .energy_score import (
     marginal_energy_scores,
     marginal_spreads,
     mean_spread,
+    truncated_energy_score,
 )
 from .support import BOUNDED_MAPS, BoxPrior, Standardize, ThetaTransform
 
@@ -158,6 +159,14 @@ class EnergyFlowConfig(EstimatorConfig):
             rescale the trunk's output, so a mixture of two widths on one centre
             (sbibm gaussian_mixture) needs no product of inputs, which a one-headed
             MLP can only approximate.
+        truncation_tries: ``T > 0`` draws from the generator truncated to the prior box
+            instead of folded into it: a draw that lands outside is drawn again from
+            fresh noise, up to ``T`` more times (then folded), and training scores only
+            the draws inside (:func:`~sbiserve.models.energy_score.truncated_energy_score`),
+            with ``fold_penalty`` on any distance outside the box. A posterior cut by a
+            bound (sbibm two_moons, observation 5) is a truncated density, which the
+            fold can only imitate by reflecting mass onto the bound. Needs the fold map
+            and one block; a draw's noise holds ``T + 1`` attempts.
         marginal_weight: Weight of the mean over coordinates of each coordinate's own
             (marginal) energy score, added to the joint score of every block of more
             than one coordinate; with ``spread_weighting`` each coordinate's score is
@@ -205,6 +214,7 @@ class EnergyFlowConfig(EstimatorConfig):
     sign_noise: int = 0
     coordinate_scaling: bool = False
     diffusion_steps: int = 1
+    truncation_tries: int = 0
 
     def validate(self) -> None:
         super().validate()
@@ -223,6 +233,14 @@ class EnergyFlowConfig(EstimatorConfig):
         check_beta(self.beta)
         require(self.fold_penalty >= 0, f"fold_penalty must be >= 0, got {self.fold_penalty}")
         require(0 <= self.fold_band <= 1, f"fold_band must lie in [0, 1], got {self.fold_band}")
+        require(
+            self.truncation_tries >= 0,
+            f"truncation_tries must be >= 0, got {self.truncation_tries}",
+        )
+        require(
+            self.truncation_tries == 0 or self.bounded_map == "fold",
+            "truncation_tries needs bounded_map='fold'",
+        )
         require(
             self.marginal_weight >= 0, f"marginal_weight must be >= 0, got {self.marginal_weight}"
         )
@@ -349,7 +367,13 @@ class EnergyFlow(PosteriorEstimator):
             levels == 1 or len(sizes) == 1,
             "diffusion_steps > 1 needs a single block (the energy flow, not the SAEF)",
         )
-        self.noise_features = levels * self.step_noise + (levels - 1) * theta_dim
+        require(
+            config.truncation_tries == 0 or len(sizes) == 1,
+            "truncation_tries > 0 needs a single block (the energy flow, not the SAEF)",
+        )
+        # One attempt's noise; with truncation a draw's noise holds 1 + T attempts.
+        self.attempt_features = levels * self.step_noise + (levels - 1) * theta_dim
+        self.noise_features = (1 + config.truncation_tries) * self.attempt_features
         # The generator's diffusion inputs: the noised parameters and their level.
         self.diffusion_features = theta_dim + 1 if levels > 1 else 0
         self.register_buffer("_alpha_bars", alpha_bars(levels), persistent=False)
@@ -456,9 +480,28 @@ class EnergyFlow(PosteriorEstimator):
         self._outputs_phi = True
 
     def sample_from_context(self, h: Tensor, noise: Tensor) -> Tensor:
+        tries = self.config.truncation_tries
+        if tries == 0:
+            return self.theta_transform.constrain(self._attempt_phi(noise, h))
+        # Truncation: draws outside the box take the next attempt's noise (rows of the
+        # same draw, so the same seed gives the same draws however requests are batched).
+        width = self.attempt_features
+        phi = self._attempt_phi(noise[..., :width], h)
+        for attempt in range(1, tries + 1):
+            rows = (~self.theta_transform.inside_phi(phi)).nonzero().squeeze(-1)
+            if rows.numel() == 0:
+                break
+            context = h if h.ndim == 1 or h.shape[0] == 1 else h[rows]
+            retry = noise[rows, attempt * width : (attempt + 1) * width]
+            phi = phi.index_put((rows,), self._attempt_phi(retry, context))
+        return self.theta_transform.constrain(phi)  # what is still outside is folded
+
+    def _attempt_phi(self, noise: Tensor, h: Tensor) -> Tensor:
+        """One attempt's draws ``(N, D)`` in the fold's coordinates (unfolded)."""
+        out = self._transform_noise(noise, h)
         if self._outputs_phi:  # served: the last layer already undid the z-scoring
-            return self.theta_transform.constrain(self._transform_noise(noise, h))
-        return super().sample_from_context(h, noise)
+            return out
+        return self.theta_transform.standardize.inverse(out)
 
     @staticmethod
     def _selector_edges(config: EnergyFlowConfig) -> Tensor:
@@ -476,7 +519,15 @@ class EnergyFlow(PosteriorEstimator):
         return [theta_dim]
 
     def draw_noise(self, num: int, generator: torch.Generator | None = None) -> Tensor:
-        """Noise for ``num`` draws, shape ``(num, noise_features)``, of the kind configured.
+        """Noise for ``num`` draws, shape ``(num, noise_features)``, of the kind configured:
+        ``1 + truncation_tries`` attempts of :meth:`_attempt_noise` side by side."""
+        tries = self.config.truncation_tries
+        if tries == 0:
+            return self._attempt_noise(num, generator)
+        return self._attempt_noise(num * (1 + tries), generator).reshape(num, -1)
+
+    def _attempt_noise(self, num: int, generator: torch.Generator | None = None) -> Tensor:
+        """One attempt's noise for ``num`` draws, ``(num, attempt_features)``.
 
         With ``diffusion_steps = K > 1``: ``K`` passes' noise ``(num, K * step_noise)``,
         then standard-normal ``(num, (K - 1) * D)`` for the steps down.
@@ -601,7 +652,7 @@ class EnergyFlow(PosteriorEstimator):
 
     def _diffuse(self, noise: Tensor, h: Tensor) -> Tensor:
         """A draw through the ``K`` levels, from pure noise at the top level down:
-        ``(*, noise_features)`` and ``(*, C)`` (or broadcastable) to ``(*, D)``, unfolded.
+        ``(*, attempt_features)`` and ``(*, C)`` (or broadcastable) to ``(*, D)``, unfolded.
 
         At each level the generator draws clean parameters given the noised ones; the
         posterior step :math:`q(u_{k-1} \\mid u_k, \\hat u_0)` gives the next level's input.
@@ -651,9 +702,12 @@ class EnergyFlow(PosteriorEstimator):
         if self.config.diffusion_steps == 1:
             return self._block_scores(u, h, False, 0.0, 0.0)
         m = self.config.num_draws
-        noise = self.draw_noise(m * u.shape[0]).reshape(m, u.shape[0], -1)
-        draws = self.theta_transform.fold_u(self._diffuse(noise, h))
-        return energy_score(draws, u, self.config.beta)
+        noise = self._attempt_noise(m * u.shape[0]).reshape(m, u.shape[0], -1)
+        raw = self._diffuse(noise, h)
+        if self.config.truncation_tries > 0:
+            inside = self.theta_transform.inside_u(raw)
+            return truncated_energy_score(raw, u, inside, self.config.beta)
+        return energy_score(self.theta_transform.fold_u(raw), u, self.config.beta)
 
     def _block_scores(
         self, u: Tensor, h: Tensor, weighted: bool, penalty: float, marginal: float
@@ -665,15 +719,18 @@ class EnergyFlow(PosteriorEstimator):
         coordinates of blocks wider than one.
 
         With ``penalty > 0`` the mean squared distance by which the unfolded draws go
-        past one reflection of the prior box, times ``penalty``, is added (zero unless
-        ``bounded_map="fold"``).
+        past one reflection of the prior box (``fold_band``; the box itself with
+        truncation), times ``penalty``, is added (zero unless ``bounded_map="fold"``).
+        With ``truncation_tries > 0`` only the draws inside the box are scored.
         """
         # Teacher forcing: every block is drawn given the true earlier blocks, so all
         # blocks train in one pass; the per-block energy scores are summed (SAEF, eq. 8).
         m, beta = self.config.num_draws, self.config.beta
         level = self._training_levels(u)  # one noise level per pair, for every draw of it
         raw = self._teacher_forced_raw(m, u, h, level)
-        draws = self.theta_transform.fold_u(raw)
+        truncated = self.config.truncation_tries > 0  # score the draws inside the box only
+        inside = self.theta_transform.inside_u(raw) if truncated else None  # (m, N)
+        draws = raw if truncated else self.theta_transform.fold_u(raw)
         weights = [torch.ones(()) for _ in self.blocks]
         coordinate_weights = torch.ones(())
         scale = None  # per-coordinate spreads (N, D), with coordinate_scaling
@@ -695,16 +752,20 @@ class EnergyFlow(PosteriorEstimator):
                     coordinate_weights = 1.0 / marginal_spreads(extra, beta).clamp_min(_MIN_SPREAD)
         if scale is not None:
             draws, u = draws / scale, u / scale
-        scores: Tensor = sum(  # type: ignore[assignment]
-            weight * energy_score(draws[..., start:stop], u[..., start:stop], beta)
-            for weight, (start, stop) in zip(weights, self.blocks, strict=True)
-        )
+        if inside is not None:  # one block (checked at construction)
+            scores = weights[0] * truncated_energy_score(draws, u, inside, beta)
+        else:
+            scores = sum(  # type: ignore[assignment]
+                weight * energy_score(draws[..., start:stop], u[..., start:stop], beta)
+                for weight, (start, stop) in zip(weights, self.blocks, strict=True)
+            )
         if marginal > 0 and len(self.blocks) < self.theta_dim:
             per_coordinate = coordinate_weights * marginal_energy_scores(draws, u, beta)
             wide = per_coordinate[:, self._wide_coordinates]
             scores = scores + marginal * wide.mean(dim=-1)
-        if penalty > 0:
-            outside = self.theta_transform.outside_u(raw, self.config.fold_band)
+        if penalty > 0:  # with truncation, from the box's bounds on
+            band = 0.0 if truncated else self.config.fold_band
+            outside = self.theta_transform.outside_u(raw, band)
             scores = scores + penalty * outside.mean(dim=0)
         return scores
 

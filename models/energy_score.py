@@ -130,3 +130,37 @@ def marginal_energy_scores(samples: Tensor, target: Tensor, beta: float) -> Tens
     """
     accuracy = distance_power((samples - target).unsqueeze(-1), beta).mean(dim=0)
     return accuracy - marginal_spreads(samples, beta) / 2
+
+
+def truncated_energy_score(
+    samples: Tensor, target: Tensor, inside: Tensor, beta: float = 1.0
+) -> Tensor:
+    """The energy score of the draws that lie inside a region, per target.
+
+    A generator whose draws outside the prior box are rejected (redrawn) samples from
+    :math:`q` truncated to the box. Given how many of the ``m`` draws of a target lie
+    inside, those draws are i.i.d. from the truncated :math:`q`, so the estimate of
+    :func:`energy_score` over them alone is an unbiased estimate of the truncated
+    distribution's score, which is proper for it. Targets with fewer than two draws
+    inside score 0 (no estimate of the spread term); the caller keeps draws near the
+    region another way (a penalty on the distance outside).
+
+    Arguments:
+        samples: Draws with shape :math:`(m, N, D)`, :math:`m \\ge 2`.
+        target: Observed values, shape :math:`(N, D)`.
+        inside: Which draws count, boolean :math:`(m, N)`.
+        beta: The exponent, in :math:`(0, 2)`.
+
+    Returns:
+        The scores, with shape :math:`(N,)`.
+    """
+    check_beta(beta)
+    weight = inside.to(samples.dtype)  # (m, N)
+    count = weight.sum(dim=0)  # (N,)
+    accuracy = (weight * distance_power(samples - target, beta)).sum(dim=0)
+    pairwise = distance_power(samples[:, None] - samples[None, :], beta)  # (m, m, N)
+    spread = (weight[:, None] * weight[None, :] * pairwise).sum(dim=(0, 1))
+    scored = count >= 2
+    accuracy = accuracy / count.clamp_min(1)
+    spread = spread / (count * (count - 1)).clamp_min(1)
+    return torch.where(scored, accuracy - spread / 2, torch.zeros_like(accuracy))

@@ -187,6 +187,11 @@ class ThetaTransform(nn.Module):
         self.register_buffer("_fold_both", both, persistent=False)
         self.register_buffer("_fold_one_sided", lower | upper, persistent=False)
         self._fold_all_both = bool(both.all())  # then the fold needs no torch.where
+        # The box in the fold's coordinates: [0, 1] between two bounds, [0, inf) past one.
+        bounded = has_low | has_high
+        inf = torch.full_like(low, math.inf)
+        self.register_buffer("_phi_low", torch.where(bounded, 0.0, -inf), persistent=False)
+        self.register_buffer("_phi_high", torch.where(both, 1.0, inf), persistent=False)
         self.standardize = Standardize(theta_dim)
 
     low: Tensor
@@ -198,6 +203,8 @@ class ThetaTransform(nn.Module):
     _fold_width: Tensor
     _fold_width_negated: Tensor
     _fold_both: Tensor
+    _phi_low: Tensor
+    _phi_high: Tensor
     _fold_one_sided: Tensor
 
     def unconstrain(self, theta: Tensor) -> Tensor:
@@ -238,6 +245,14 @@ class ThetaTransform(nn.Module):
         if self.bounded != "fold":
             return u
         return self.standardize(self.fold(self.standardize.inverse(u)))
+
+    def inside_phi(self, phi: Tensor) -> Tensor:
+        """Whether fold-mode coordinates ``phi`` ``(*, D)`` lie in the prior box, ``(*)``."""
+        return ((phi >= self._phi_low) & (phi <= self._phi_high)).all(dim=-1)
+
+    def inside_u(self, u: Tensor) -> Tensor:
+        """:meth:`inside_phi` in standardized coordinates: ``u`` ``(*, D)`` to ``(*)``."""
+        return self.inside_phi(self.standardize.inverse(u))
 
     def outside_u(self, u: Tensor, band: float = 1.0) -> Tensor:
         """Squared distance of ``u`` ``(*, D)`` beyond ``band`` box widths past the box,
