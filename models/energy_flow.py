@@ -411,11 +411,12 @@ class EnergyFlow(PosteriorEstimator):
 
     # Sampling reads one context (C,) for all rows: only the first layer sees it.
     context_broadcasts = True
-    # Set by fold_for_serving: the first layer no longer reads u (one block only); with
-    # heads it reads the selector through zero weights instead of a slice per draw; one
-    # pass (one block, no diffusion levels) gives the support map's coordinates, not u.
+    # Set by fold_for_serving: the first layer no longer reads u (one block only); it
+    # reads the noise after the network's own (head selector, later truncation attempts)
+    # through zero weights instead of a slice per draw; one pass (one block, no
+    # diffusion levels) gives the support map's coordinates, not u.
     _without_u = False
-    _reads_selector = False
+    _reads_whole_noise = False
     _outputs_phi = False
 
     def fold_for_serving(self) -> None:
@@ -452,13 +453,21 @@ class EnergyFlow(PosteriorEstimator):
         # Split once: at one draw each slice of the weight is an operator of its own.
         split = weight.shape[1] - self.context_features
         own = weight[:, :split]
-        if self._without_u and self.step_noise > self.network_noise:
-            # One block with heads: zero weights for the selector after the network's
-            # noise, so a draw's whole noise goes in without a slice (one operator less).
-            # (network[0] keeps the weight without them, so a second fold starts anew.)
+        one_pass = self._without_u and self.config.diffusion_steps == 1
+        if one_pass and self.noise_features > self.network_noise:
+            # One block, one pass: zero weights for the noise after the network's own
+            # (the head selector, the truncation's later attempts), so a draw's whole
+            # noise row goes in without a slice (one operator less). network[0] keeps
+            # the weight without them, so a second fold starts anew.
+            cut = self.network_noise
+            zeros = own.new_zeros(own.shape[0], self.noise_features - cut)
+            own = torch.cat([own[:, :cut], zeros, own[:, cut:]], dim=1)
+            self._reads_whole_noise = True
+        elif self._without_u and self.step_noise > self.network_noise:
+            # With diffusion levels: the selector only (a pass reads its step's noise).
             cut, zeros = self.network_noise, own.new_zeros(own.shape[0], 1)
             own = torch.cat([own[:, :cut], zeros, own[:, cut:]], dim=1)
-            self._reads_selector = True
+            self._reads_whole_noise = True
         self._first_own = own.contiguous()
         self._first_h = weight[:, split:].contiguous()
         self._first_bias = bias.clone()
@@ -485,8 +494,13 @@ class EnergyFlow(PosteriorEstimator):
             return self.theta_transform.constrain(self._attempt_phi(noise, h))
         # Truncation: draws outside the box take the next attempt's noise (rows of the
         # same draw, so the same seed gives the same draws however requests are batched).
-        width = self.attempt_features
-        phi = self._attempt_phi(noise[..., :width], h)
+        width, transform = self.attempt_features, self.theta_transform
+        whole = self._reads_whole_noise and self.config.diffusion_steps == 1
+        phi = self._attempt_phi(noise if whole else noise[..., :width], h)
+        # Every draw inside (the common case): the fold is the identity there, so the
+        # support map is one affine step; two operators decide it for the whole batch.
+        if torch.equal(phi.clamp(transform._phi_low, transform._phi_high), phi):
+            return transform.constrain_inside(phi)
         for attempt in range(1, tries + 1):
             rows = (~self.theta_transform.inside_phi(phi)).nonzero().squeeze(-1)
             if rows.numel() == 0:
@@ -576,7 +590,7 @@ class EnergyFlow(PosteriorEstimator):
         + 1)`` holds the noised parameters and their level's position ``k / K``.
         """
         network_noise = noise  # with heads, their selectors follow the network's noise
-        if noise.shape[-1] != self.network_noise and not self._reads_selector:
+        if noise.shape[-1] != self.network_noise and not self._reads_whole_noise:
             network_noise = noise[..., : self.network_noise]
         parts = [network_noise] if self._without_u else [u, network_noise]
         if level is not None:
@@ -618,6 +632,8 @@ class EnergyFlow(PosteriorEstimator):
             h = h[:1]  # one context repeated: its part once, broadcast over the rows
         own_weight, h_weight = self._first_own, self._first_h
         if own_weight is not None and h_weight is not None:  # split by fold_for_serving
+            if own.shape[-1] != own_weight.shape[1]:  # a retry's attempt: fewer zero columns
+                own_weight = own_weight[:, : own.shape[-1]]
             return F.linear(own, own_weight) + F.linear(h, h_weight, self._first_bias)
         first = self.network[0]
         weight = first.weight

@@ -246,6 +246,13 @@ class ThetaTransform(nn.Module):
             return u
         return self.standardize(self.fold(self.standardize.inverse(u)))
 
+    def constrain_inside(self, phi: Tensor) -> Tensor:
+        """:meth:`constrain` for fold-mode coordinates ``phi`` ``(*, D)`` known to lie in
+        the box, where the fold is the identity: one affine step (and the clamp that
+        keeps rounding inside)."""
+        theta = torch.addcmul(self._fold_origin, self._fold_width, phi)
+        return torch.clamp(theta, self.low, self.high)
+
     def inside_phi(self, phi: Tensor) -> Tensor:
         """Whether fold-mode coordinates ``phi`` ``(*, D)`` lie in the prior box, ``(*)``."""
         return ((phi >= self._phi_low) & (phi <= self._phi_high)).all(dim=-1)

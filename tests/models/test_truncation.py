@@ -39,7 +39,7 @@ def test_the_truncated_score_is_the_score_of_the_draws_inside() -> None:
     assert truncated_energy_score(samples, target, inside)[0] == 0
 
 
-def _flow(tries: int, **options) -> EnergyFlow:
+def _flow(tries: int, inside: bool = False, **options) -> EnergyFlow:
     torch.manual_seed(0)
     config = EnergyFlowConfig(hidden_features=(16,), truncation_tries=tries, **options)
     flow = EnergyFlow(2, 1, config, PRIOR)
@@ -49,6 +49,10 @@ def _flow(tries: int, **options) -> EnergyFlow:
     )
     last = [m for m in flow.network.modules() if isinstance(m, torch.nn.Linear)][-1]
     with torch.no_grad():
+        if inside:  # narrow draws in the middle of the box: every first attempt lands
+            last.weight.mul_(0.1)
+            last.bias.copy_(torch.tensor([0.0, 0.0]).repeat(config.mixture_heads))
+            return flow
         last.weight.mul_(4.0)  # wide draws, centred past the upper bound: many outside
         last.bias.add_(torch.tensor([1.5, 0.0]).repeat(config.mixture_heads))
     return flow
@@ -104,3 +108,24 @@ def test_truncation_needs_the_fold_and_one_block() -> None:
         build_estimator(
             "semi_autoregressive_energy_flow", 4, 1, {"truncation_tries": 1, "blocks": 2}
         )
+
+
+@pytest.mark.parametrize("heads", [1, 4])
+def test_when_every_first_attempt_lands_the_draws_are_those_attempts(heads: int) -> None:
+    flow = _flow(3, inside=True, mixture_heads=heads)
+    x = torch.tensor([0.3])
+    noise = flow.draw_noise(300, torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        first = flow._attempt_phi(noise[:, : flow.attempt_features], flow.context(x))
+        assert bool(flow.theta_transform.inside_phi(first).all())
+        draws = flow.sample_from_context(flow.context(x), noise)
+    assert torch.allclose(draws, flow.theta_transform.constrain(first), atol=1e-6)
+    served = prepare_for_serving(_flow(3, inside=True, mixture_heads=heads))
+    with torch.inference_mode():  # the whole noise row read through zero weights
+        assert torch.allclose(
+            served.sample_from_context(served.context(x), noise), draws, atol=1e-5
+        )
+        one = served.sample((1,), x=x, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        again = flow.sample((1,), x=x, generator=torch.Generator().manual_seed(2))
+    assert torch.allclose(one, again, atol=1e-5)
