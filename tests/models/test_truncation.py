@@ -129,3 +129,12 @@ def test_when_every_first_attempt_lands_the_draws_are_those_attempts(heads: int)
     with torch.no_grad():
         again = flow.sample((1,), x=x, generator=torch.Generator().manual_seed(2))
     assert torch.allclose(one, again, atol=1e-5)
+
+
+def test_the_attempts_noise_is_one_fill_in_order() -> None:
+    flow = _flow(4, mixture_heads=4)
+    for num in (1, 3, 5000):  # below and above torch's vectorized fill
+        whole = flow.draw_noise(num, torch.Generator().manual_seed(3))
+        rows = flow._attempt_noise(num * 5, torch.Generator().manual_seed(3))
+        assert whole.shape == (num, flow.noise_features)
+        assert torch.equal(whole, rows.reshape(num, -1))
