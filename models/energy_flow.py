@@ -165,8 +165,9 @@ class EnergyFlowConfig(EstimatorConfig):
             the draws inside (:func:`~sbiserve.models.energy_score.truncated_energy_score`),
             with ``fold_penalty`` on any distance outside the box. A posterior cut by a
             bound (sbibm two_moons, observation 5) is a truncated density, which the
-            fold can only imitate by reflecting mass onto the bound. Needs the fold map
-            and one block; a draw's noise holds ``T + 1`` attempts.
+            fold can only imitate by reflecting mass onto the bound. Needs one block; a
+            draw's noise holds ``T + 1`` attempts. Nothing to truncate to, and so
+            ignored, with the ``logit`` map or a prior without bounds.
         marginal_weight: Weight of the mean over coordinates of each coordinate's own
             (marginal) energy score, added to the joint score of every block of more
             than one coordinate; with ``spread_weighting`` each coordinate's score is
@@ -236,10 +237,6 @@ class EnergyFlowConfig(EstimatorConfig):
         require(
             self.truncation_tries >= 0,
             f"truncation_tries must be >= 0, got {self.truncation_tries}",
-        )
-        require(
-            self.truncation_tries == 0 or self.bounded_map == "fold",
-            "truncation_tries needs bounded_map='fold'",
         )
         require(
             self.marginal_weight >= 0, f"marginal_weight must be >= 0, got {self.marginal_weight}"
@@ -371,9 +368,13 @@ class EnergyFlow(PosteriorEstimator):
             config.truncation_tries == 0 or len(sizes) == 1,
             "truncation_tries > 0 needs a single block (the energy flow, not the SAEF)",
         )
+        # Attempts per draw beyond the first: only where there is a box to truncate to.
+        bounded = any(v is not None for v in (*self.prior.low, *self.prior.high))
+        folds = config.bounded_map == "fold" and bounded
+        self.truncation_tries = config.truncation_tries if folds else 0
         # One attempt's noise; with truncation a draw's noise holds 1 + T attempts.
         self.attempt_features = levels * self.step_noise + (levels - 1) * theta_dim
-        self.noise_features = (1 + config.truncation_tries) * self.attempt_features
+        self.noise_features = (1 + self.truncation_tries) * self.attempt_features
         # The generator's diffusion inputs: the noised parameters and their level.
         self.diffusion_features = theta_dim + 1 if levels > 1 else 0
         self.register_buffer("_alpha_bars", alpha_bars(levels), persistent=False)
@@ -489,7 +490,7 @@ class EnergyFlow(PosteriorEstimator):
         self._outputs_phi = True
 
     def sample_from_context(self, h: Tensor, noise: Tensor) -> Tensor:
-        tries = self.config.truncation_tries
+        tries = self.truncation_tries
         if tries == 0:
             return self.theta_transform.constrain(self._attempt_phi(noise, h))
         # Truncation: draws outside the box take the next attempt's noise (rows of the
@@ -535,8 +536,7 @@ class EnergyFlow(PosteriorEstimator):
     def draw_noise(self, num: int, generator: torch.Generator | None = None) -> Tensor:
         """Noise for ``num`` draws, shape ``(num, noise_features)``, of the kind configured:
         ``1 + truncation_tries`` attempts of :meth:`_attempt_noise` side by side."""
-        config = self.config
-        tries = config.truncation_tries
+        config, tries = self.config, self.truncation_tries
         if tries == 0:
             return self._attempt_noise(num, generator)
         if config.diffusion_steps == 1 and config.noise == "gaussian" and not config.sign_noise:
@@ -727,7 +727,7 @@ class EnergyFlow(PosteriorEstimator):
         m = self.config.num_draws
         noise = self._attempt_noise(m * u.shape[0]).reshape(m, u.shape[0], -1)
         raw = self._diffuse(noise, h)
-        if self.config.truncation_tries > 0:
+        if self.truncation_tries > 0:
             inside = self.theta_transform.inside_u(raw)
             return truncated_energy_score(raw, u, inside, self.config.beta)
         return energy_score(self.theta_transform.fold_u(raw), u, self.config.beta)
@@ -744,14 +744,15 @@ class EnergyFlow(PosteriorEstimator):
         With ``penalty > 0`` the mean squared distance by which the unfolded draws go
         past one reflection of the prior box (``fold_band``; the box itself with
         truncation), times ``penalty``, is added (zero unless ``bounded_map="fold"``).
-        With ``truncation_tries > 0`` only the draws inside the box are scored.
+        With truncation (``truncation_tries > 0`` and a box) only the draws inside the
+        box are scored.
         """
         # Teacher forcing: every block is drawn given the true earlier blocks, so all
         # blocks train in one pass; the per-block energy scores are summed (SAEF, eq. 8).
         m, beta = self.config.num_draws, self.config.beta
         level = self._training_levels(u)  # one noise level per pair, for every draw of it
         raw = self._teacher_forced_raw(m, u, h, level)
-        truncated = self.config.truncation_tries > 0  # score the draws inside the box only
+        truncated = self.truncation_tries > 0  # score the draws inside the box only
         inside = self.theta_transform.inside_u(raw) if truncated else None  # (m, N)
         draws = raw if truncated else self.theta_transform.fold_u(raw)
         weights = [torch.ones(()) for _ in self.blocks]

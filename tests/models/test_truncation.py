@@ -99,15 +99,23 @@ def test_truncation_trains_and_draws_inside_the_box() -> None:
     assert bool(flow.theta_transform.contains(draws).all())
 
 
-def test_truncation_needs_the_fold_and_one_block() -> None:
-    with pytest.raises(ConfigError, match="truncation_tries"):
-        EnergyFlowConfig(truncation_tries=2, bounded_map="logit")
+def test_truncation_needs_a_box_and_one_block() -> None:
     with pytest.raises(ConfigError, match="truncation_tries"):
         EnergyFlowConfig(truncation_tries=-1)
     with pytest.raises(ConfigError, match="single block"):
         build_estimator(
             "semi_autoregressive_energy_flow", 4, 1, {"truncation_tries": 1, "blocks": 2}
         )
+    plain = EnergyFlow(2, 1, EnergyFlowConfig(), PRIOR).noise_features
+    # Nothing to truncate to: the logit map's draws always land, an unbounded prior has
+    # no box. The option is then ignored (a default may carry it), not an error.
+    for config, prior in [
+        (EnergyFlowConfig(truncation_tries=4, bounded_map="logit"), PRIOR),
+        (EnergyFlowConfig(truncation_tries=4), None),
+    ]:
+        flow = EnergyFlow(2, 1, config, prior)
+        assert flow.truncation_tries == 0 and flow.noise_features == plain
+    assert EnergyFlow(2, 1, EnergyFlowConfig(truncation_tries=4), PRIOR).truncation_tries == 4
 
 
 @pytest.mark.parametrize("heads", [1, 4])
