@@ -255,6 +255,8 @@ def test_budget_defaults_apply_under_named_options_when_the_budget_is_given() ->
         # one or two parameters, at every budget: four mixture heads
         few = theta_dim is not None and theta_dim <= 2
         assert model.mixture_heads == (4 if few else 1), (budget, theta_dim)
+        # ... and truncation to the prior box (ignored where there is none)
+        assert model.truncation_tries == (4 if few else 0), (budget, theta_dim)
     assert split_options("energy_flow", {"max_steps": 7}, 1_000, 10)[1].max_steps == 7
     assert split_options("energy_flow", {}, 3_000)[0].hidden_features == (128,) * 3
     named_width, _ = split_options("energy_flow", {"hidden_features": [64]}, 1_000, 2)
@@ -275,6 +277,7 @@ def test_budget_defaults_apply_under_named_options_when_the_budget_is_given() ->
         model, train = split_options("semi_autoregressive_energy_flow", {}, budget, theta_dim)
         assert (model.hidden_features, train.max_steps) == (hidden, steps), (budget, theta_dim)
         assert model.mixture_heads == 1  # the heads were measured without blocks only
+        assert model.truncation_tries == 0  # one block only
     # Families without budget defaults ignore the budget.
     assert split_options("ebflow", {}, 100)[1] == TrainConfig()
 
