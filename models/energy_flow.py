@@ -466,19 +466,16 @@ class EnergyFlow(PosteriorEstimator):
         # Split once: at one draw each slice of the weight is an operator of its own.
         split = weight.shape[1] - self.context_features
         own = weight[:, :split]
-        one_pass = self._without_u and self.config.diffusion_steps == 1
-        if one_pass and self.noise_features > self.network_noise:
-            # One block, one pass: zero weights for the noise after the network's own
-            # (the head selector, the truncation's later attempts), so a draw's whole
-            # noise row goes in without a slice (one operator less). network[0] keeps
-            # the weight without them, so a second fold starts anew.
+        # One block: zero weights for the noise after the network's own, so the noise a
+        # pass gets goes in without a slice (one operator less): with one pass a draw's
+        # whole row (head selector, the truncation's later attempts), with diffusion
+        # levels one step's (its selector). network[0] keeps the weight without them,
+        # so a second fold starts anew.
+        one_pass = self.config.diffusion_steps == 1
+        read = self.noise_features if one_pass else self.step_noise
+        if self._without_u and read > self.network_noise:
             cut = self.network_noise
-            zeros = own.new_zeros(own.shape[0], self.noise_features - cut)
-            own = torch.cat([own[:, :cut], zeros, own[:, cut:]], dim=1)
-            self._reads_whole_noise = True
-        elif self._without_u and self.step_noise > self.network_noise:
-            # With diffusion levels: the selector only (a pass reads its step's noise).
-            cut, zeros = self.network_noise, own.new_zeros(own.shape[0], 1)
+            zeros = own.new_zeros(own.shape[0], read - cut)
             own = torch.cat([own[:, :cut], zeros, own[:, cut:]], dim=1)
             self._reads_whole_noise = True
         self._first_own = own.contiguous()
@@ -515,13 +512,13 @@ class EnergyFlow(PosteriorEstimator):
         if torch.equal(phi.clamp(transform._phi_low, transform._phi_high), phi):
             return transform.constrain_inside(phi)
         for attempt in range(1, tries + 1):
-            rows = (~self.theta_transform.inside_phi(phi)).nonzero().squeeze(-1)
+            rows = (~transform.inside_phi(phi)).nonzero().squeeze(-1)
             if rows.numel() == 0:
                 break
             context = h if h.ndim == 1 or h.shape[0] == 1 else h[rows]
             retry = noise[rows, attempt * width : (attempt + 1) * width]
             phi = phi.index_put((rows,), self._attempt_phi(retry, context))
-        return self.theta_transform.constrain(phi)  # what is still outside is folded
+        return transform.constrain(phi)  # what is still outside is folded
 
     def _attempt_phi(self, noise: Tensor, h: Tensor) -> Tensor:
         """One attempt's draws ``(N, D)`` in the fold's coordinates (unfolded)."""
@@ -552,11 +549,9 @@ class EnergyFlow(PosteriorEstimator):
         if tries == 0:
             return self._attempt_noise(num, generator)
         if config.diffusion_steps == 1 and config.noise == "gaussian" and not config.sign_noise:
-            # The same numbers as the attempts' rows side by side (one fill, in order),
-            # without the reshape: one operator less per call.
-            device = generator.device if generator is not None else self.device
-            noise = torch.randn(num, self.noise_features, generator=generator, device=device)
-            return noise if device == self.device else noise.to(self.device)
+            # Plain Gaussian attempts: the base class's one fill gives the same numbers
+            # as the attempts' rows side by side, without the reshape (one operator less).
+            return super().draw_noise(num, generator)
         return self._attempt_noise(num * (1 + tries), generator).reshape(num, -1)
 
     def _attempt_noise(self, num: int, generator: torch.Generator | None = None) -> Tensor:
