@@ -188,10 +188,10 @@ class ThetaTransform(nn.Module):
         self.register_buffer("_fold_one_sided", lower | upper, persistent=False)
         self._fold_all_both = bool(both.all())  # then the fold needs no torch.where
         # The box in the fold's coordinates: [0, 1] between two bounds, [0, inf) past one.
-        bounded = has_low | has_high
-        inf = torch.full_like(low, math.inf)
-        self.register_buffer("_phi_low", torch.where(bounded, 0.0, -inf), persistent=False)
-        self.register_buffer("_phi_high", torch.where(both, 1.0, inf), persistent=False)
+        has_bound = has_low | has_high  # (not `bounded`: the map's name, above)
+        inf, zero = torch.full_like(low, math.inf), torch.zeros_like(low)
+        self.register_buffer("_phi_low", torch.where(has_bound, zero, -inf), persistent=False)
+        self.register_buffer("_phi_high", torch.where(both, zero + 1, inf), persistent=False)
         self.standardize = Standardize(theta_dim)
 
     low: Tensor
