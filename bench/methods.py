@@ -84,7 +84,9 @@ def _train_family(
         family, {**defaults, **options}, theta.shape[0], theta.shape[1]
     )
     start, cpu_start = time.perf_counter(), time.process_time()
-    estimator = build_estimator(family, theta.shape[1], x.shape[1], model_config, box)
+    estimator = build_estimator(
+        family, theta.shape[1], x.shape[1], model_config, box, seed=train_config.seed
+    )
     result = fit(estimator, theta, x, train_config)
     train_seconds = time.perf_counter() - start
     train_cpu_seconds = time.process_time() - cpu_start

@@ -9,6 +9,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+import torch
+
 from .base import EstimatorConfig, PosteriorEstimator
 from .errors import ConfigError
 from .support import BoxPrior
@@ -93,6 +95,7 @@ def build_estimator(
     x_dim: int,
     config: EstimatorConfig | dict[str, Any] | None = None,
     prior: BoxPrior | dict[str, Any] | None = None,
+    seed: int | None = None,
 ) -> PosteriorEstimator:
     """Builds an untrained estimator of ``family``.
 
@@ -102,6 +105,11 @@ def build_estimator(
         x_dim: Number of observed features.
         config: The family's configuration, or a dict of its options.
         prior: A :class:`BoxPrior` or its dict form; ``None`` for an unbounded prior.
+        seed: Seed of the initial weights (drawn from a forked torch generator, so the
+            global one is left as it was); ``None`` draws them from the global generator.
+            The same seed gives the same weights in any process, which with
+            :class:`~sbiserve.models.TrainConfig`'s ``seed`` makes a training run
+            reproducible.
     """
     cls = get_family(family)
     if not isinstance(config, EstimatorConfig):
@@ -112,4 +120,8 @@ def build_estimator(
         )
     if isinstance(prior, dict):
         prior = BoxPrior.from_dict(prior)
-    return cls(theta_dim, x_dim, config, prior)
+    if seed is None:
+        return cls(theta_dim, x_dim, config, prior)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return cls(theta_dim, x_dim, config, prior)

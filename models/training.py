@@ -68,7 +68,8 @@ class TrainConfig(Config):
         ema_decay: Decay of the weights' exponential moving average, which is what is
             validated and kept (0 turns it off). Energy-score training is noisy near its
             optimum; averaging the weights removes most of that noise.
-        seed: Seed of the split, the batches and the initialization.
+        seed: Seed of the split, the batches and the training noise. The initial weights
+            come from ``build_estimator(..., seed=...)``; pass it the same seed.
         device: ``auto`` (cuda when available), ``cpu``, ``cuda`` or ``cuda:N``.
         max_seconds: Wall-clock budget for training (0 means none).
         restore_best: Keep the weights of the best epoch; false keeps the last epoch's.

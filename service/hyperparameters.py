@@ -50,8 +50,11 @@ class JobOptions:
         return {"model": self.model.to_dict(), "training": training}
 
     def build(self, theta_dim: int, x_dim: int, prior: BoxPrior | None) -> PosteriorEstimator:
-        """An untrained estimator of the family with these options."""
-        return build_estimator(self.family, theta_dim, x_dim, self.model, prior)
+        """An untrained estimator of the family with these options, its initial weights
+        drawn from the training seed (so one job's options give one model anywhere)."""
+        return build_estimator(
+            self.family, theta_dim, x_dim, self.model, prior, seed=self.training.seed
+        )
 
 
 def normalize(

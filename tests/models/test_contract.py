@@ -49,6 +49,22 @@ def test_every_family_is_in_the_contract(family: str) -> None:
     assert family in SMALL, f"add {family} to SMALL so the contract stays fast"
 
 
+def test_a_seed_gives_the_same_initial_weights_and_leaves_the_global_generator(
+    family: str,
+) -> None:
+    def weights(seed: int, scramble: int) -> dict[str, torch.Tensor]:
+        torch.manual_seed(scramble)  # whatever state the caller's generator is in
+        before = torch.random.get_rng_state()
+        estimator = build_estimator(family, THETA_DIM, X_DIM, SMALL[family], PRIOR, seed=seed)
+        assert torch.equal(torch.random.get_rng_state(), before)
+        return estimator.state_dict()
+
+    first, again, other = weights(3, 0), weights(3, 1), weights(4, 0)
+    assert first.keys() == again.keys()
+    assert all(torch.equal(first[k], again[k]) for k in first)
+    assert any(not torch.equal(first[k], other[k]) for k in first if first[k].is_floating_point())
+
+
 def test_sample_shapes(family: str) -> None:
     estimator = make(family)
     assert estimator.family == family

@@ -52,6 +52,20 @@ def test_the_worker_trains_with_what_the_route_accepted_on_its_own_device() -> N
     assert estimator.config == accepted.model and type(estimator).__name__ == "EnergyFlow"
 
 
+def test_a_jobs_model_starts_from_weights_its_training_seed_fixes() -> None:
+    # The worker's generator is in whatever state earlier jobs left; the same options must
+    # still give the same run (an unseeded start once drew the demo's crescents as blobs).
+    def start(options: dict[str, Any], scramble: int) -> dict[str, torch.Tensor]:
+        torch.manual_seed(scramble)
+        job = from_stored("energy_flow", normalize("energy_flow", options).to_dict(), "cpu")
+        return job.build(2, 3, None).state_dict()
+
+    first, again = start(ASKED, 0), start(ASKED, 1)
+    assert all(torch.equal(first[k], again[k]) for k in first)
+    reseeded = start({**ASKED, "seed": 1}, 0)
+    assert not all(torch.equal(first[k], reseeded[k]) for k in first)
+
+
 def test_a_job_queued_before_the_stored_form_still_trains_as_it_asked() -> None:
     # Such jobs stored the user's flat options; the worker used to overwrite the device.
     legacy = {**ASKED, "device": "cuda:3"}
