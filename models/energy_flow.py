@@ -399,7 +399,7 @@ class EnergyFlow(PosteriorEstimator):
         heads = torch.arange(config.mixture_heads)[:, None] * theta_dim
         self.register_buffer("_head_outputs", heads + torch.arange(theta_dim), persistent=False)
         # Set by fold_for_serving: the first layer's weight split into its part for the
-        # draw's own inputs and its part for the context, and its bias.
+        # draw's own inputs (transposed) and its part for the context, and its bias.
         for name in ("_first_own", "_first_h", "_first_bias"):
             self.register_buffer(name, None, persistent=False)
         # Coordinates of blocks wider than one: where marginal_weight adds their own scores.
@@ -427,10 +427,12 @@ class EnergyFlow(PosteriorEstimator):
     # Set by fold_for_serving: the first layer no longer reads u (one block only); it
     # reads the noise after the network's own (head selector, later truncation attempts)
     # through zero weights instead of a slice per draw; one pass (one block, no
-    # diffusion levels) gives the support map's coordinates, not u.
+    # diffusion levels) gives the support map's coordinates, not u; with truncation to
+    # a box under the fold map, theta itself.
     _without_u = False
     _reads_whole_noise = False
     _outputs_phi = False
+    _outputs_theta = False
 
     def fold_for_serving(self) -> None:
         """Folds the observation's z-scoring into the first layer and, for one block,
@@ -478,25 +480,39 @@ class EnergyFlow(PosteriorEstimator):
             zeros = own.new_zeros(own.shape[0], read - cut)
             own = torch.cat([own[:, :cut], zeros, own[:, cut:]], dim=1)
             self._reads_whole_noise = True
-        self._first_own = own.contiguous()
+        self._first_own = own.contiguous().T  # transposed (in, out), for addmm
         self._first_h = weight[:, split:].contiguous()
         self._first_bias = bias.clone()
-        if len(self.blocks) == 1 and self.config.diffusion_steps == 1 and not self._outputs_phi:
+        if (
+            len(self.blocks) == 1
+            and self.config.diffusion_steps == 1
+            and not (self._outputs_phi or self._outputs_theta)
+        ):
             self._fold_standardization_into_last_layer()
 
     def _fold_standardization_into_last_layer(self) -> None:
         """``phi = mu + sigma u`` with ``u = W a + b`` is ``(sigma W) a + (sigma b + mu)``:
         the last layer gives ``phi`` (each head's rows scaled alike), one operator less
-        per draw. Only when ``u`` feeds nothing but the support map (one pass)."""
-        last, standardize = self.network[-1], self.theta_transform.standardize
+        per draw. Only when ``u`` feeds nothing but the support map (one pass).
+
+        With truncation under the fold map, a draw the box keeps is the affine
+        ``theta = o + w phi`` of it (the fold is the identity inside), so that is folded
+        too: the last layer gives ``theta``, and the box check, on ``theta`` against the
+        bounds, leaves nothing to do for a draw inside (two operators less per draw).
+        """
+        last, transform = self.network[-1], self.theta_transform
         if not isinstance(last, torch.nn.Linear) or last.bias is None:
             return
-        heads = self.config.mixture_heads
-        std, mean = standardize.std.repeat(heads), standardize.mean.repeat(heads)
+        heads, standardize = self.config.mixture_heads, transform.standardize
+        scale, shift = standardize.std, standardize.mean
+        to_theta = self.truncation_tries > 0
+        if to_theta:
+            scale, shift = transform._fold_width * scale, transform.constrain_inside_affine(shift)
         with torch.no_grad():
-            last.weight.mul_(std[:, None])
-            last.bias.mul_(std).add_(mean)
-        self._outputs_phi = True
+            last.weight.mul_(scale.repeat(heads)[:, None])
+            last.bias.mul_(scale.repeat(heads)).add_(shift.repeat(heads))
+        self._outputs_phi = not to_theta
+        self._outputs_theta = to_theta
 
     def sample_from_context(self, h: Tensor, noise: Tensor) -> Tensor:
         tries = self.truncation_tries
@@ -507,23 +523,33 @@ class EnergyFlow(PosteriorEstimator):
         width, transform = self.attempt_features, self.theta_transform
         whole = self._reads_whole_noise and self.config.diffusion_steps == 1
         phi = self._attempt_phi(noise if whole else noise[..., :width], h)
+        # Served, the attempts give theta, and a draw inside the bounds is final. Else
+        # they give the fold's coordinates, where the box is [0, 1] (or [0, inf)).
+        if self._outputs_theta:
+            low, high, inside = transform.low, transform.high, transform.inside
+        else:
+            low, high, inside = transform._phi_low, transform._phi_high, transform.inside_phi
         # Every draw inside (the common case): the fold is the identity there, so the
-        # support map is one affine step; two operators decide it for the whole batch.
-        if torch.equal(phi.clamp(transform._phi_low, transform._phi_high), phi):
-            return transform.constrain_inside(phi)
+        # support map is one affine step (none when served); two operators decide it
+        # for the whole batch.
+        if torch.equal(phi.clamp(low, high), phi):
+            return phi if self._outputs_theta else transform.constrain_inside(phi)
         for attempt in range(1, tries + 1):
-            rows = (~transform.inside_phi(phi)).nonzero().squeeze(-1)
+            rows = (~inside(phi)).nonzero().squeeze(-1)
             if rows.numel() == 0:
                 break
             context = h if h.ndim == 1 or h.shape[0] == 1 else h[rows]
             retry = noise[rows, attempt * width : (attempt + 1) * width]
             phi = phi.index_put((rows,), self._attempt_phi(retry, context))
+        if self._outputs_theta:
+            phi = transform.unconstrain(phi)
         return transform.constrain(phi)  # what is still outside is folded
 
     def _attempt_phi(self, noise: Tensor, h: Tensor) -> Tensor:
-        """One attempt's draws ``(N, D)`` in the fold's coordinates (unfolded)."""
+        """One attempt's draws ``(N, D)`` in the fold's coordinates (unfolded), or served
+        with truncation, ``theta`` (unfolded: the affine map of those)."""
         out = self._transform_noise(noise, h)
-        if self._outputs_phi:  # served: the last layer already undid the z-scoring
+        if self._outputs_phi or self._outputs_theta:  # served: the last layer did it
             return out
         return self.theta_transform.standardize.inverse(out)
 
@@ -646,9 +672,12 @@ class EnergyFlow(PosteriorEstimator):
             h = h[:1]  # one context repeated: its part once, broadcast over the rows
         own_weight, h_weight = self._first_own, self._first_h
         if own_weight is not None and h_weight is not None:  # split by fold_for_serving
-            if own.shape[-1] != own_weight.shape[1]:  # a retry's attempt: fewer zero columns
-                own_weight = own_weight[:, : own.shape[-1]]
-            return F.linear(own, own_weight) + F.linear(h, h_weight, self._first_bias)
+            context = F.linear(h, h_weight, self._first_bias)
+            if own.shape[-1] != own_weight.shape[0]:  # a retry's attempt: fewer zero columns
+                own_weight = own_weight[: own.shape[-1]]
+            if own.ndim == 2:  # the draws' part added to the context's in one operator
+                return torch.addmm(context, own, own_weight)
+            return torch.matmul(own, own_weight) + context
         first = self.network[0]
         weight = first.weight
         if isinstance(first, zuko.nn.MaskedLinear):

@@ -250,8 +250,17 @@ class ThetaTransform(nn.Module):
         """:meth:`constrain` for fold-mode coordinates ``phi`` ``(*, D)`` known to lie in
         the box, where the fold is the identity: one affine step (and the clamp that
         keeps rounding inside)."""
-        theta = torch.addcmul(self._fold_origin, self._fold_width, phi)
-        return torch.clamp(theta, self.low, self.high)
+        return torch.clamp(self.constrain_inside_affine(phi), self.low, self.high)
+
+    def constrain_inside_affine(self, phi: Tensor) -> Tensor:
+        """:meth:`constrain_inside` without its clamp, for any ``phi`` ``(*, D)``: the
+        affine map ``origin + width * phi`` (what a served energy flow folds into its
+        last layer)."""
+        return torch.addcmul(self._fold_origin, self._fold_width, phi)
+
+    def inside(self, theta: Tensor) -> Tensor:
+        """Whether ``theta`` ``(*, D)`` lies in the closed prior box, ``(*)``."""
+        return ((theta >= self.low) & (theta <= self.high)).all(dim=-1)
 
     def inside_phi(self, phi: Tensor) -> Tensor:
         """Whether fold-mode coordinates ``phi`` ``(*, D)`` lie in the prior box, ``(*)``."""

@@ -80,9 +80,9 @@ def test_each_draw_takes_its_first_attempt_inside_the_box(options: dict) -> None
     assert bool(flow.theta_transform.contains(draws).all())
     served = prepare_for_serving(_flow(tries, **options))  # same weights
     with torch.inference_mode():
-        assert torch.allclose(
-            served.sample_from_context(served.context(x), noise), draws, atol=1e-5
-        )
+        served_draws = served.sample_from_context(served.context(x), noise)
+    assert torch.allclose(served_draws, draws, atol=1e-5)
+    assert bool(flow.theta_transform.contains(served_draws).all())
 
 
 def test_truncation_trains_and_draws_inside_the_box() -> None:
