@@ -80,8 +80,17 @@ class PosteriorEstimator(nn.Module):
     reparameterized: ClassVar[bool] = True
     """Whether gradients flow from draws to the parameters (false for resampling)."""
     config_class: ClassVar[type[EstimatorConfig]] = EstimatorConfig
-    default_min_steps: ClassVar[int] = 1000
-    """Optimizer steps before early stopping when ``TrainConfig.min_steps`` is null."""
+    default_min_steps: ClassVar[int] = 0
+    """Optimizer steps before early stopping when ``TrainConfig.min_steps`` is null.
+
+    None for a family trained by likelihood: its validation loss is a faithful stopping
+    signal, and the restored best epoch is the one a longer run would keep (the quick
+    protocol at 10^3, the four density families: the same C2ST in 0.2-0.5x the time
+    on most tasks, ``docs/BENCHMARKS.md`` section 1.3)."""
+    default_plateau_steps: ClassVar[int] = 1000
+    """Optimizer steps before the ``plateau`` schedule may cut the learning rate when
+    ``TrainConfig.min_steps`` is null (an early cut slows a fit that is still improving:
+    two_moons at 10^3 then took 1,000 epochs where it took 627)."""
     prefer_later_epochs: ClassVar[bool] = False
     """Whether :func:`~sbiserve.models.fit` keeps the latest epoch whose validation loss
     is within one standard error of the best, rather than the best (true where the

@@ -279,6 +279,7 @@ class EnergyFlow(PosteriorEstimator):
     # ... and the shape takes steps: two_moons at 1,000 simulations scored 0.859 when
     # training stopped at 1,000 steps, 0.651 at 2,000 and 0.654 at 3,000.
     default_min_steps = 2000
+    default_plateau_steps = 2000
 
     @classmethod
     def budget_defaults(cls, num_simulations: int, theta_dim: int | None = None) -> dict[str, Any]:

@@ -52,7 +52,9 @@ class TrainConfig(Config):
         patience: Epochs without a better validation loss before stopping.
         min_steps: Optimizer steps before early stopping or a plateau cut of the learning
             rate may happen; ``None`` (the default) takes the family's
-            ``default_min_steps`` (2,000 for the energy flows, 1,000 for the others).
+            ``default_min_steps`` before early stopping (2,000 for the energy flows, none
+            for the families trained by likelihood) and ``default_plateau_steps`` before
+            a cut (2,000 and 1,000).
             Energy-score training sits on a long plateau (the location and scale are
             fitted) before it learns a posterior's shape, and its validation score
             barely sees the shape; on small data sets that plateau spans many short
@@ -279,7 +281,10 @@ def fit(
     start_time = time.perf_counter()
     stopped_early = False
     epoch = steps = 0
-    min_steps = estimator.default_min_steps if config.min_steps is None else config.min_steps
+    if config.min_steps is None:
+        min_steps, plateau_steps = estimator.default_min_steps, estimator.default_plateau_steps
+    else:
+        min_steps = plateau_steps = config.min_steps
     for epoch in range(1, planned_epochs + 1):
         estimator.train()
         perm = torch.randperm(num_train, generator=generator).to(device)
@@ -313,13 +318,13 @@ def fit(
         evaluated.eval()
         val_loss, val_error = _mean_loss(evaluated, theta_val, x_val, 4096, config.seed + 1)
         val_losses.append(val_loss)
-        settled = steps >= min_steps
+        settled = steps >= min_steps  # early stopping may end the run
         improved = val_loss < best_val
         if improved:
             best_val, best_error, best_epoch = val_loss, val_error, epoch
         if improved or (estimator.prefer_later_epochs and val_loss <= best_val + best_error):
             kept_epoch, kept_state = epoch, copy.deepcopy(evaluated.state_dict())
-        if plateau is not None and settled:
+        if plateau is not None and steps >= plateau_steps:
             plateau.step(val_loss)
         elapsed = time.perf_counter() - start_time
         if progress is not None:

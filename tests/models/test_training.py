@@ -301,7 +301,7 @@ def test_min_steps_defaults_to_the_familys_and_is_checked() -> None:
 
     assert TrainConfig().min_steps is None
     assert EnergyFlow.default_min_steps == 2000
-    assert get_family("npe").default_min_steps == 1000
+    assert get_family("npe").default_min_steps == 0
     theta, x = data()  # 180 training pairs: 6 steps per epoch at batch size 32
     torch.manual_seed(0)
     config = TrainConfig(max_epochs=400, patience=1, batch_size=32, learning_rate=3e-2)
@@ -310,6 +310,22 @@ def test_min_steps_defaults_to_the_familys_and_is_checked() -> None:
     for bad in ("5", True, -1):
         with pytest.raises(ConfigError, match="min_steps"):
             TrainConfig(min_steps=bad)
+
+
+def test_a_likelihood_family_stops_early_at_once_but_cuts_its_rate_only_later() -> None:
+    from sbiserve.models import build_estimator
+
+    theta, x = data()  # 180 training pairs: 6 steps per epoch at batch size 32
+    flow = build_estimator(
+        "self_normalizing_flow", 2, 2, {"hidden_features": [8], "transforms": 1}, seed=0
+    )
+    assert (flow.default_min_steps, flow.default_plateau_steps) == (0, 1000)
+    config = TrainConfig(max_epochs=400, patience=3, batch_size=32, learning_rate=3e-2)
+    rates: list[float] = []
+    result = fit(flow, theta, x, config, lambda info: rates.append(info.learning_rate))
+    assert result.stopped_early and result.epochs * 6 < 1000
+    assert result.epochs - result.best_epoch == 3  # ended by patience alone
+    assert rates == [config.learning_rate] * result.epochs  # no cut before 1,000 steps
 
 
 def test_the_finiteness_check_tells_an_overflowing_sum_from_a_bad_value() -> None:
