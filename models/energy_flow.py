@@ -29,6 +29,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -526,6 +527,7 @@ class EnergyFlow(PosteriorEstimator):
         phi = self._attempt_phi(noise if whole else noise[..., :width], h)
         # Served, the attempts give theta, and a draw inside the bounds is final. Else
         # they give the fold's coordinates, where the box is [0, 1] (or [0, inf)).
+        inside: Callable[[Tensor], Tensor]
         if self._outputs_theta:
             low, high, inside = transform.low, transform.high, transform.inside
         else:
