@@ -86,3 +86,27 @@ def test_draws_carry_gradients_in_eval_mode() -> None:
 def test_an_rtol_float32_cannot_meet_is_refused() -> None:
     with pytest.raises(ConfigError, match="rtol must be >="):
         build_estimator("ffjord", 2, 2, {"rtol": 1e-7})
+    with pytest.raises(ConfigError, match="train_rtol must be >="):
+        build_estimator("ffjord", 2, 2, {"train_rtol": 1e-7})
+
+
+def test_a_training_step_is_solved_to_the_training_tolerances_only() -> None:
+    def flow(**options: float) -> FFJORD:
+        # The exact trace in training too, so the two modes differ in tolerance only.
+        config = {"hidden_features": [16, 16], "training_trace": "exact", **options}
+        torch.manual_seed(0)
+        estimator = build_estimator("ffjord", 2, 1, config)
+        with torch.no_grad():
+            estimator.flow.transform.ode[-1].weight.mul_(8)  # far from the identity
+        assert isinstance(estimator, FFJORD)
+        return estimator
+
+    default, matched = flow(), flow(train_atol=1e-5, train_rtol=1e-5)  # same weights
+    theta, x = torch.randn(8, 2), torch.randn(8, 1)
+    with torch.no_grad():
+        loose = default.train().loss(theta, x)  # train_atol = train_rtol = 1e-3
+        tight = default.eval().loss(theta, x)  # atol = rtol = 1e-5
+        same = matched.train().loss(theta, x)
+    assert not torch.allclose(loose, tight, atol=1e-6)
+    assert torch.allclose(loose, tight, atol=0.05)  # both near the same density
+    assert torch.allclose(same, tight, atol=1e-5)
