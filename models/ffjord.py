@@ -28,12 +28,13 @@ The solver runs in float32 and has no step limit: ``rtol`` below about 1e-6 neve
 meets its error test and hangs, so it is refused.
 
 Where it falls short, measured (``docs/BENCHMARKS.md``, section 1.3): its cost. Every
-training step and every draw is an adaptive ODE solve, so on a 2-core CPU the 240-300 s
-training caps of the benchmark end most runs after 40-54 epochs at 10^4 simulations
-(1.4-4.3x NPE-NSF's training time) and 10,000 draws take 0.5-1.1 s. Within those caps it
-is within 0.05 C2ST of sbi's NPE-NSF on six of eight tasks at 10^3 and four at 10^4
-(better on gaussian_linear and both GLMs), and under-trained on two_moons and
-gaussian_mixture (+0.15 to +0.22).
+training step and every draw is an adaptive ODE solve. At 10^3 simulations on a 2-core
+CPU it trains in 1.5-3.5x NPE-NSF's time on six of eight tasks and reaches the
+benchmark's 240 s cap on two_moons and gaussian_mixture; it is within 0.05 C2ST of sbi's
+NPE-NSF on seven (the best method on gaussian_linear). At 10^4 (measured with the 1e-5
+training solves) the 300 s cap ended most runs after 40-54 epochs, within 0.05 on four
+tasks (better on gaussian_linear and both GLMs), under-trained on two_moons and
+gaussian_mixture (+0.15 to +0.22). 10,000 draws take 0.4-1.2 s.
 
 References:
     | FFJORD: Free-form Continuous Dynamics for Scalable Reversible Generative Models
