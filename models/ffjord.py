@@ -88,7 +88,7 @@ class FFJORDConfig(EstimatorConfig):
             gradient is a one-probe Hutchinson estimate already; solving it to 1e-3
             instead of 1e-5 gave the same C2ST on the quick protocol's eight tasks at
             10^3 (within 0.001 where neither hit the time cap; better where both did,
-            from more epochs) in 0.35-0.45x the training time.
+            from more epochs) in 0.37-0.48x the training time.
         training_trace: ``hutchinson`` (unbiased estimate, one probe) or ``exact`` for
             the log-determinant in the training-mode loss; the loss in eval mode
             (validation) and ``log_prob`` always use the exact trace.
