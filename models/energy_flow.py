@@ -529,7 +529,7 @@ class EnergyFlow(PosteriorEstimator):
         # they give the fold's coordinates, where the box is [0, 1] (or [0, inf)).
         inside: Callable[[Tensor], Tensor]
         if self._outputs_theta:
-            low, high, inside = transform.low, transform.high, transform.inside
+            low, high, inside = transform.low, transform.high, transform.contains
         else:
             low, high, inside = transform._phi_low, transform._phi_high, transform.inside_phi
         # Every draw inside (the common case): the fold is the identity there, so the

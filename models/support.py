@@ -258,10 +258,6 @@ class ThetaTransform(nn.Module):
         last layer)."""
         return torch.addcmul(self._fold_origin, self._fold_width, phi)
 
-    def inside(self, theta: Tensor) -> Tensor:
-        """Whether ``theta`` ``(*, D)`` lies in the closed prior box, ``(*)``."""
-        return ((theta >= self.low) & (theta <= self.high)).all(dim=-1)
-
     def inside_phi(self, phi: Tensor) -> Tensor:
         """Whether fold-mode coordinates ``phi`` ``(*, D)`` lie in the prior box, ``(*)``."""
         return ((phi >= self._phi_low) & (phi <= self._phi_high)).all(dim=-1)
