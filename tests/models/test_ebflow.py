@@ -1,4 +1,4 @@
-"""EBFlow: sampling inverts the flow, the exact density, the score-matching objective."""
+"""EBFlow: sampling inverts the flow, the exact density, the score-matching objectives."""
 
 from __future__ import annotations
 
@@ -79,8 +79,16 @@ def test_relu_is_rejected() -> None:
         build_estimator("ebflow", 2, 2, {"activation": "relu"})
 
 
-def test_score_matching_fits_a_gaussian_posterior() -> None:
-    fitted = fit_gaussian("ebflow", {"hidden_features": [32], "transforms": 2})
+@pytest.mark.parametrize(
+    "denoising",
+    [
+        {"denoising_scale": 0},  # sliced score matching from the first step
+        {"denoising_steps": 48},  # annealed from sigma = 1 over half the 96 steps
+    ],
+    ids=["sliced", "annealed"],
+)
+def test_score_matching_fits_a_gaussian_posterior(denoising: dict[str, float]) -> None:
+    fitted = fit_gaussian("ebflow", {"hidden_features": [32], "transforms": 2, **denoising})
     result = fitted.result
     assert result.train_losses[-1] < result.train_losses[0] - 1
     assert result.best_val_loss < result.val_losses[0] - 0.5  # an NLL (see below)
@@ -97,3 +105,37 @@ def test_early_stopping_compares_the_exact_negative_log_likelihood() -> None:
         total = flow.validation_loss(theta, x) + flow.log_prob(theta[:, None], x).diagonal()
     # -log q(u) + log q(theta) = log |d u / d theta|, the same for every row
     assert torch.allclose(total, total[0].expand(20), atol=1e-4), total
+
+
+def test_denoising_scale_falls_geometrically_then_hands_over_to_sliced_matching() -> None:
+    flow = build_estimator("ebflow", 2, 2, {"denoising_scale": 0.8, "denoising_steps": 10})
+    u, h = torch.randn(8, 2), torch.randn(8, 2)
+    sigmas = []
+    for _ in range(12):
+        sigmas.append(flow.denoising_sigma())  # type: ignore[operator]
+        flow.loss(u, h).mean().backward()  # a training step counts
+    assert sigmas[0] == pytest.approx(0.8)
+    assert sigmas[5] == pytest.approx(0.08)  # half way down two decades
+    assert sigmas[9] == pytest.approx(0.8 * 0.01**0.9)
+    assert sigmas[10:] == [0.0, 0.0]
+    with torch.no_grad():
+        flow.loss(u, h)  # evaluation without autograd is no training step
+    assert int(flow.trained_steps) == 12
+
+
+def test_denoising_fits_the_posterior_smoothed_by_the_noise_scale() -> None:
+    # sigma held at 0.5 (in units of theta's spread, about 1 here): the fit's variance
+    # is the posterior's (0.2) plus 0.25, not the posterior's.
+    fitted = fit_gaussian(
+        "ebflow",
+        {
+            "hidden_features": [32],
+            "transforms": 2,
+            "denoising_scale": 0.5,
+            "denoising_steps": 10**9,
+        },
+    )
+    smoothed_sd = math.sqrt(float(fitted.posterior.variance[0]) + 0.25)
+    assert torch.allclose(fitted.draws.std(0), torch.tensor(smoothed_sd), rtol=0.12), (
+        fitted.draws.std(0)
+    )
