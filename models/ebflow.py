@@ -49,7 +49,7 @@ inverts the flow: couplings analytically, linear layers by a linear solve.
 Measured (``docs/BENCHMARKS.md``, section 1.3, the quick protocol, same simulations as
 sbi's NPE-NSF): the annealed phase took EBFlow from four to six of the eight sbibm tasks
 within 0.05 C2ST of NPE-NSF at 10^3 (bernoulli_glm 0.960 -> 0.798, bernoulli_glm_raw
-0.980 -> 0.893, both better than NPE-NSF), in 0.5-1.8x NPE-NSF's training CPU; at 10^4
+0.980 -> 0.893, both better than NPE-NSF), in 0.3-1.2x NPE-NSF's training CPU; at 10^4
 it stays at three (bernoulli_glm_raw 0.809 -> 0.756, now better than NPE-NSF), short of
 issue 13's six. What is left is mostly the architecture, not the objective: trained by
 maximum likelihood instead, the same 4-block affine flow scores 0.955 on two_moons at
