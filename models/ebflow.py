@@ -136,9 +136,10 @@ class EBFlow(PosteriorEstimator):
     log_prob_kind = "exact"
     config_class = EBFlowConfig
     config: EBFlowConfig
-    trained_steps: Tensor
+    trained_steps: int
     """Training steps taken so far (each call of the loss with autograd on), which set
-    the denoising schedule; not saved with the weights."""
+    the denoising schedule; not saved with the weights. A Python int, not a buffer, so
+    reading it each step costs no device synchronization on a GPU."""
 
     def __init__(
         self,
@@ -156,7 +157,7 @@ class EBFlow(PosteriorEstimator):
             nn.init.zeros_(linear.bias)
         self.linears = nn.ModuleList(linears)
         self.couplings = conditional_couplings(theta_dim, self.context_features, config)
-        self.register_buffer("trained_steps", torch.zeros((), dtype=torch.long), persistent=False)
+        self.trained_steps = 0
 
     def to_noise(self, u: Tensor, h: Tensor) -> tuple[Tensor, Tensor]:
         """The flow :math:`z = f(u; h)` and its couplings' log-determinants.
@@ -187,8 +188,7 @@ class EBFlow(PosteriorEstimator):
     def denoising_sigma(self) -> float:
         """The denoising noise scale of the next training step (0: sliced score matching)."""
         scale, steps = self.config.denoising_scale, self.config.denoising_steps
-        step = int(self.trained_steps)
-        return scale * 0.01 ** (step / steps) if step < steps else 0.0
+        return scale * 0.01 ** (self.trained_steps / steps) if self.trained_steps < steps else 0.0
 
     def _denoising_loss(self, u: Tensor, h: Tensor, sigma: float) -> Tensor:
         """:math:`\\tfrac12 \\| \\sigma s(u + \\sigma \\epsilon; h) + \\epsilon \\|^2`
@@ -201,7 +201,7 @@ class EBFlow(PosteriorEstimator):
     def _loss_u(self, u: Tensor, h: Tensor) -> Tensor:
         if torch.is_grad_enabled():
             sigma = self.denoising_sigma()
-            self.trained_steps.add_(1)
+            self.trained_steps += 1
             if sigma > 0:
                 return self._denoising_loss(u, h, sigma)
         # The loss differentiates through the score, even where the caller turned autograd
