@@ -29,12 +29,13 @@ meets its error test and hangs, so it is refused.
 
 Where it falls short, measured (``docs/BENCHMARKS.md``, section 1.3): its cost. Every
 training step and every draw is an adaptive ODE solve. At 10^3 simulations on a 2-core
-CPU it trains in 1.5-3.5x NPE-NSF's time on six of eight tasks and reaches the
+CPU it trains in 1.4-4.9x NPE-NSF's time on six of eight tasks (within 3x on four) and reaches the
 benchmark's 240 s cap on two_moons and gaussian_mixture; it is within 0.05 C2ST of sbi's
-NPE-NSF on seven (the best method on gaussian_linear). At 10^4 (measured with the 1e-5
-training solves) the 300 s cap ended most runs after 40-54 epochs, within 0.05 on four
-tasks (better on gaussian_linear and both GLMs), under-trained on two_moons and
-gaussian_mixture (+0.15 to +0.22). 10,000 draws take 0.4-1.2 s.
+NPE-NSF on seven (the best method on gaussian_linear). At 10^4 the 300 s cap ended seven
+of eight runs after 61-91 epochs: within 0.05 on six tasks (better on gaussian_linear
+and both GLMs), under-trained on two_moons and gaussian_mixture (+0.14 to +0.16), in
+1.3-3.7x NPE-NSF's training CPU (over 3x on gaussian_linear_uniform and
+bernoulli_glm_raw, where NPE-NSF stops early). 10,000 draws take 0.5-2.1 s.
 
 References:
     | FFJORD: Free-form Continuous Dynamics for Scalable Reversible Generative Models
