@@ -31,10 +31,10 @@ Where it falls short, measured (``docs/BENCHMARKS.md``, section 1.3): its cost. 
 training step and every draw is an adaptive ODE solve. At 10^3 simulations on a 2-core
 CPU it trains in 1.4-4.9x NPE-NSF's time on six of eight tasks (within 3x on four) and
 reaches the benchmark's 240 s cap on two_moons and gaussian_mixture; it is within 0.05
-C2ST of sbi's NPE-NSF on seven (the best method on gaussian_linear). At 10^4 the 300 s cap ended seven
-of eight runs after 61-91 epochs: within 0.05 on six tasks (better on gaussian_linear
-and both GLMs), under-trained on two_moons and gaussian_mixture (+0.14 to +0.16), in
-1.3-3.7x NPE-NSF's training CPU (over 3x on gaussian_linear_uniform and
+C2ST of sbi's NPE-NSF on seven (the best method on gaussian_linear). At 10^4 the 300 s
+cap ended seven of eight runs after 61-91 epochs: within 0.05 on six tasks (better on
+gaussian_linear and both GLMs), under-trained on two_moons and gaussian_mixture (+0.14
+to +0.16), in 1.3-3.7x NPE-NSF's training CPU (over 3x on gaussian_linear_uniform and
 bernoulli_glm_raw, where NPE-NSF stops early). 10,000 draws take 0.5-2.1 s.
 
 References:
