@@ -21,11 +21,10 @@ import dataclasses
 import math
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import torch
 from torch import Tensor
-from torch.optim.swa_utils import AveragedModel
 
 from .base import PosteriorEstimator
 from .config import Config, require
@@ -33,6 +32,7 @@ from .errors import ConfigError, TrainingCancelled
 from .validation import check_features, check_pairs
 
 SCHEDULES = ("plateau", "cosine", "constant")
+ModuleT = TypeVar("ModuleT", bound=torch.nn.Module)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -160,19 +160,47 @@ class FitResult:
         return dataclasses.asdict(self)
 
 
-def _ema_with_warmup(decay: float) -> Callable[[Tensor, Tensor, Tensor | int], Tensor]:
-    """EMA update whose decay ramps up as ``min(decay, (1 + n) / (10 + n))``.
+class WeightAverage(Generic[ModuleT]):
+    """An exponential moving average of a module's weights, with a warm-up.
 
-    Without the ramp, a short run's average is still mostly the initial weights
-    (0.995 after 35 steps keeps 84% of them).
+    The decay ramps up as ``min(decay, (1 + n) / (10 + n))`` after ``n`` updates;
+    without the ramp a short run's average is still mostly the initial weights (0.995
+    after 35 steps keeps 84% of them).
+
+    Written here rather than taken from ``torch.optim.swa_utils.AveragedModel``: with a
+    custom decay that class updates the parameters one by one (three operators each) and
+    copies every buffer on every step, about 4% of a small network's training step on a
+    CPU; here one fused ``lerp`` moves all parameters, and the buffers, which are not
+    averaged, are copied only when the average is read (:meth:`synced`).
+
+    Arguments:
+        model: The module being trained; a copy of it holds the average.
+        decay: The largest decay, in ``(0, 1)``.
     """
 
-    def update(average: Tensor, current: Tensor, num_averaged: Tensor | int) -> Tensor:
-        n = float(num_averaged)
-        rate = min(decay, (1.0 + n) / (10.0 + n))
-        return average + (current - average) * (1.0 - rate)
+    def __init__(self, model: ModuleT, decay: float) -> None:
+        self.module = copy.deepcopy(model)
+        self.decay = decay
+        self.updates = 0
+        self._averaged = [p.detach() for p in self.module.parameters()]
 
-    return update
+    def update(self, model: ModuleT) -> None:
+        """Moves the average towards ``model``'s current parameters."""
+        current = [p.detach() for p in model.parameters()]
+        rate = min(self.decay, (1.0 + self.updates) / (10.0 + self.updates))
+        if self.updates == 0:
+            torch._foreach_copy_(self._averaged, current)
+        else:
+            torch._foreach_lerp_(self._averaged, current, 1.0 - rate)
+        self.updates += 1
+
+    def synced(self, model: ModuleT) -> ModuleT:
+        """The averaged module, its buffers copied from ``model`` (which may have changed
+        them in training)."""
+        with torch.no_grad():
+            for mine, theirs in zip(self.module.buffers(), model.buffers(), strict=True):
+                mine.copy_(theirs)
+        return self.module
 
 
 def resolve_device(name: str) -> torch.device:
@@ -257,8 +285,13 @@ def fit(
         planned_steps = min(planned_steps, config.max_steps)
     planned_epochs = math.ceil(planned_steps / steps_per_epoch)
 
+    # The fused kernel updates every parameter in one operator: a small network's step on
+    # a CPU spends about 4% of its time in the unfused update's per-parameter loop.
     optimizer = torch.optim.AdamW(
-        estimator.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+        estimator.parameters(),
+        lr=config.learning_rate,
+        weight_decay=config.weight_decay,
+        fused=device.type in ("cpu", "cuda"),
     )
     plateau = per_step = None  # stepped after each epoch / after each optimizer step
     if config.lr_schedule == "plateau":
@@ -267,15 +300,10 @@ def fit(
         )
     elif config.lr_schedule == "cosine":
         per_step = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, planned_steps)
-    ema = (
-        AveragedModel(estimator, avg_fn=_ema_with_warmup(config.ema_decay))
-        if config.ema_decay > 0
-        else None
-    )
-    evaluated: PosteriorEstimator = ema.module if ema is not None else estimator  # type: ignore[assignment]
+    ema = WeightAverage(estimator, config.ema_decay) if config.ema_decay > 0 else None
 
     best_val, best_error, best_epoch = math.inf, 0.0, 0
-    kept_epoch, kept_state = 0, copy.deepcopy(evaluated.state_dict())
+    kept_epoch, kept_state = 0, copy.deepcopy(estimator.state_dict())
     train_losses: list[float] = []
     val_losses: list[float] = []
     start_time = time.perf_counter()
@@ -310,11 +338,12 @@ def fit(
                 per_step.step()
             steps += 1
             if ema is not None:
-                ema.update_parameters(estimator)
+                ema.update(estimator)
             total += float(loss.detach()) * batch.shape[0]
             seen += batch.shape[0]
         train_losses.append(total / seen)
 
+        evaluated = estimator if ema is None else ema.synced(estimator)
         evaluated.eval()
         val_loss, val_error = _mean_loss(evaluated, theta_val, x_val, 4096, config.seed + 1)
         val_losses.append(val_loss)
@@ -349,7 +378,7 @@ def fit(
     if config.restore_best:
         estimator.load_state_dict(kept_state)
     elif ema is not None:
-        estimator.load_state_dict(evaluated.state_dict())
+        estimator.load_state_dict(ema.synced(estimator).state_dict())
     estimator.eval()
     return FitResult(
         epochs=epoch,
