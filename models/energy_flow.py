@@ -195,6 +195,15 @@ class EnergyFlowConfig(EstimatorConfig):
             sees the narrow one. A positive scale per coordinate that depends on ``x``
             only is an invertible linear map of the parameter space, so the score stays
             strictly proper and still sees the dependence between coordinates.
+        cross_weights: With ``spread_weighting``, weight each half of a pair's ``m``
+            training draws by the other half's spread instead of drawing ``4`` more per
+            pair without gradient: the loss is ``(w_B ES_A + w_A ES_B) / 2``, where
+            ``ES_A`` is the energy score of the first ``m / 2`` draws and ``w_A`` one over
+            their spread (no gradient). Each weight is independent of the draws whose
+            score it scales, so the loss stays proper, and training skips the weights'
+            extra pass (with 4 draws per pair, half the rows of the forward pass). The
+            spread term then sees the pairs within each half only. Needs an even ``m >=
+            4``; not with ``coordinate_scaling`` or ``marginal_weight``.
         diffusion_steps: Number ``K`` of generator passes per draw (distributional
             diffusion, :mod:`~sbiserve.models.diffusion_schedule`). At ``K > 1`` the
             generator also reads a noised copy of the parameters and its noise level,
@@ -224,6 +233,7 @@ class EnergyFlowConfig(EstimatorConfig):
     coordinate_scaling: bool = False
     diffusion_steps: int = 1
     truncation_tries: int = 0
+    cross_weights: bool = False
 
     def validate(self) -> None:
         super().validate()
@@ -239,6 +249,15 @@ class EnergyFlowConfig(EstimatorConfig):
             self.diffusion_steps >= 1, f"diffusion_steps must be >= 1, got {self.diffusion_steps}"
         )
         require(self.num_draws >= 2, f"num_draws must be >= 2, got {self.num_draws}")
+        if self.cross_weights:
+            require(
+                self.num_draws >= 4 and self.num_draws % 2 == 0,
+                f"cross_weights needs an even num_draws >= 4, got {self.num_draws}",
+            )
+            require(
+                not self.coordinate_scaling and self.marginal_weight == 0,
+                "cross_weights does not combine with coordinate_scaling or marginal_weight",
+            )
         check_beta(self.beta)
         require(self.fold_penalty >= 0, f"fold_penalty must be >= 0, got {self.fold_penalty}")
         require(0 <= self.fold_band <= 1, f"fold_band must lie in [0, 1], got {self.fold_band}")
@@ -794,6 +813,9 @@ class EnergyFlow(PosteriorEstimator):
         truncated = self.truncation_tries > 0  # score the draws inside the box only
         inside = self.theta_transform.inside_u(raw) if truncated else None  # (m, N)
         draws = raw if truncated else self.theta_transform.fold_u(raw)
+        if weighted and self.config.cross_weights:
+            scores = self._cross_weighted_scores(raw, draws, u, inside)
+            return self._with_penalty(scores, raw, penalty)
         weights = [torch.ones(()) for _ in self.blocks]
         coordinate_weights = torch.ones(())
         scale = None  # per-coordinate spreads (N, D), with coordinate_scaling
@@ -826,10 +848,42 @@ class EnergyFlow(PosteriorEstimator):
             per_coordinate = coordinate_weights * marginal_energy_scores(draws, u, beta)
             wide = per_coordinate[:, self._wide_coordinates]
             scores = scores + marginal * wide.mean(dim=-1)
-        if penalty > 0:  # with truncation, from the box's bounds on
-            band = 0.0 if truncated else self.config.fold_band
+        return self._with_penalty(scores, raw, penalty)
+
+    def _with_penalty(self, scores: Tensor, raw: Tensor, penalty: float) -> Tensor:
+        """``scores`` ``(N,)`` plus ``penalty`` times the mean squared distance by which
+        the unfolded draws ``raw`` ``(m, N, D)`` go past the band of the fold (the box
+        itself with truncation)."""
+        if penalty > 0:
+            band = 0.0 if self.truncation_tries > 0 else self.config.fold_band
             outside = self.theta_transform.outside_u(raw, band)
             scores = scores + penalty * outside.mean(dim=0)
+        return scores
+
+    def _cross_weighted_scores(
+        self, raw: Tensor, draws: Tensor, u: Tensor, inside: Tensor | None
+    ) -> Tensor:
+        """``(w_B ES_A + w_A ES_B) / 2`` per pair ``(N,)``, summed over blocks
+        (``cross_weights``): halves ``A`` and ``B`` of the ``m`` draws ``(m, N, D)``, each
+        scored against ``u`` ``(N, D)`` and weighted by one over the other half's spread
+        (folded, without gradient); with truncation (``inside`` ``(m, N)``) each half's
+        draws inside the box are scored."""
+        beta, half = self.config.beta, raw.shape[0] // 2
+        with torch.no_grad():
+            folded = self.theta_transform.fold_u(raw.detach())
+        scores = torch.zeros(u.shape[0], device=u.device, dtype=u.dtype)
+        for mine, other in (
+            (slice(0, half), slice(half, None)),
+            (slice(half, None), slice(0, half)),
+        ):
+            for start, stop in self.blocks:
+                spread = mean_spread(folded[other, :, start:stop], beta)
+                weight = 1.0 / spread.clamp_min(_MIN_SPREAD)
+                if inside is not None:  # one block (checked at construction)
+                    score = truncated_energy_score(draws[mine], u, inside[mine], beta)
+                else:
+                    score = energy_score(draws[mine, :, start:stop], u[:, start:stop], beta)
+                scores = scores + weight * score / 2
         return scores
 
     def _teacher_forced_raw(
