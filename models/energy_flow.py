@@ -87,8 +87,6 @@ SIZED_DEFAULTS: dict[tuple[bool, bool], tuple[dict[str, Any], float]] = {
 # A small budget whose number of parameters is not given (the SAEF's blocks) gets this.
 SMALL_BUDGET_OPTIONS: dict[str, Any] = {"hidden_features": (64, 64, 64)}
 
-# Draws per pair that estimate a posterior's spread for ``spread_weighting``.
-_SPREAD_DRAWS = 4
 # Smallest spread a weight divides by (standardized units to the power beta).
 _MIN_SPREAD = 1e-3
 
@@ -135,6 +133,8 @@ class EnergyFlowConfig(EstimatorConfig):
             still the minimizer of its own term. On by default (sbibm two_moons, 10,000
             simulations, observations 1-5, fast C2ST: 0.602 against 0.665 without;
             ``docs/bench/ablation``).
+        spread_draws: Draws per pair, without gradient, from which ``spread_weighting``
+            estimates each posterior's spread (>= 2).
         noise: Distribution of the generator's input noise: ``gaussian`` (standard
             normal) or ``uniform`` (on :math:`[-\\sqrt{3}, \\sqrt{3}]`, unit variance);
             bounded noise lets the generator draw sharp edges without tails.
@@ -196,7 +196,7 @@ class EnergyFlowConfig(EstimatorConfig):
             only is an invertible linear map of the parameter space, so the score stays
             strictly proper and still sees the dependence between coordinates.
         cross_weights: With ``spread_weighting``, weight each half of a pair's ``m``
-            training draws by the other half's spread instead of drawing ``4`` more per
+            training draws by the other half's spread instead of drawing ``spread_draws`` more per
             pair without gradient: the loss is ``(w_B ES_A + w_A ES_B) / 2``, where
             ``ES_A`` is the energy score of the first ``m / 2`` draws and ``w_A`` one over
             their spread (no gradient). Each weight is independent of the draws whose
@@ -223,6 +223,7 @@ class EnergyFlowConfig(EstimatorConfig):
     beta: float = 0.5
     num_draws: int = 8
     spread_weighting: bool = True
+    spread_draws: int = 4
     noise: str = "gaussian"
     bounded_map: str = "fold"
     fold_penalty: float = 1.0
@@ -249,6 +250,7 @@ class EnergyFlowConfig(EstimatorConfig):
             self.diffusion_steps >= 1, f"diffusion_steps must be >= 1, got {self.diffusion_steps}"
         )
         require(self.num_draws >= 2, f"num_draws must be >= 2, got {self.num_draws}")
+        require(self.spread_draws >= 2, f"spread_draws must be >= 2, got {self.spread_draws}")
         if self.cross_weights:
             require(
                 self.num_draws >= 4 and self.num_draws % 2 == 0,
@@ -824,7 +826,7 @@ class EnergyFlow(PosteriorEstimator):
             # whose score it scales (weights from the same draws would correlate with
             # the score's gradient and bias the fit towards too wide posteriors).
             with torch.no_grad():
-                extra = self._teacher_forced_raw(_SPREAD_DRAWS, u, h, level)
+                extra = self._teacher_forced_raw(self.config.spread_draws, u, h, level)
                 extra = self.theta_transform.fold_u(extra)
                 if self.config.coordinate_scaling:
                     scale = marginal_spreads(extra, 1.0).clamp_min(_MIN_SPREAD)  # (N, D)
