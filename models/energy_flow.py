@@ -72,7 +72,7 @@ SIZED_DEFAULTS: dict[tuple[bool, bool], tuple[dict[str, Any], float]] = {
         1.0,
     ),
     (False, False): (
-        {"hidden_features": (64, 64, 64), "diffusion_steps": 3, "num_draws": 4},
+        {"hidden_features": (64, 64, 64), "diffusion_steps": 3, "num_draws": 4, "spread_draws": 2},
         2.0,
     ),
     (True, True): (
@@ -134,7 +134,13 @@ class EnergyFlowConfig(EstimatorConfig):
             simulations, observations 1-5, fast C2ST: 0.602 against 0.665 without;
             ``docs/bench/ablation``).
         spread_draws: Draws per pair, without gradient, from which ``spread_weighting``
-            estimates each posterior's spread (>= 2).
+            estimates each posterior's spread (>= 2). The weights are not scored, so
+            their noise does not bias the loss; 2 (one distance) is the default of the
+            three-level network for more than two parameters (:meth:`EnergyFlow.budget_defaults`):
+            in five or ten dimensions one distance already estimates the spread to about
+            15%, and on sbibm's six such tasks at 10^4 2 draws scored as 4 did (mean C2ST
+            0.694 against 0.702; slcp 0.878-0.891 against 0.875-0.889 over three training
+            seeds) in 0.83-0.94x the training CPU time (``docs/BENCHMARKS.md``, section 2.14).
         noise: Distribution of the generator's input noise: ``gaussian`` (standard
             normal) or ``uniform`` (on :math:`[-\\sqrt{3}, \\sqrt{3}]`, unit variance);
             bounded noise lets the generator draw sharp edges without tails.
@@ -330,7 +336,8 @@ class EnergyFlow(PosteriorEstimator):
           three training seeds (0.569-0.581 folded; NPE-NSF 0.540-0.549): its fifth
           observation, cut by the box, went from 0.72-0.74 to 0.56;
         - more: three diffusion levels (``diffusion_steps=3``), 3 x 64, 4 draws per pair
-          and twice the planned steps (8,000 at 10^4). On sbibm's six tasks of five and
+          (2 more for the spread weights, section 2.14) and twice the planned steps
+          (8,000 at 10^4). On sbibm's six tasks of five and
           ten parameters at 10^4 (section 2.11) it took slcp from 0.942 to 0.873 and
           slcp_distractors from 0.975 to 0.916 (NPE-NSF: 0.854 and 0.920), kept
           gaussian_linear (0.519 against 0.522), in about 1.2x the one-step 3 x 128's
