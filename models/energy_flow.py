@@ -786,18 +786,24 @@ class EnergyFlow(PosteriorEstimator):
         two epochs is not comparable (a far too wide posterior divides its large score
         by its large spread); early stopping compares the plain score, which is. With
         diffusion steps it is the score of draws through all the levels: the sampler's
-        own posterior, not one level's.
+        own posterior, not one level's. With truncation it is the score of the sampler's
+        own draws too (redrawn when outside the box, the rest folded): the training
+        score of the draws inside gives a pair with fewer than two draws inside a score
+        of 0, the best there is, so a model that sent draws out of the box looked better
+        (sbibm two_moons at 10^4: the lowest validation score came at epoch 3 of 112 in
+        one run, and another kept epoch 70, C2ST 0.605 against 0.529;
+        ``docs/BENCHMARKS.md``, section 2.15).
         """
         u, h = self.theta_transform(theta), self.context(x)
+        m, n, beta = self.config.num_draws, u.shape[0], self.config.beta
+        if self.truncation_tries > 0:
+            h_rows = h.repeat(m, *([1] * (h.ndim - 1)))  # row j * n + i: pair i's context
+            drawn = self.sample_from_context(h_rows, self.draw_noise(m * n))  # theta
+            return energy_score(self.theta_transform(drawn).reshape(m, n, -1), u, beta)
         if self.config.diffusion_steps == 1:
             return self._block_scores(u, h, False, 0.0, 0.0)
-        m = self.config.num_draws
-        noise = self._attempt_noise(m * u.shape[0]).reshape(m, u.shape[0], -1)
-        raw = self._diffuse(noise, h)
-        if self.truncation_tries > 0:
-            inside = self.theta_transform.inside_u(raw)
-            return truncated_energy_score(raw, u, inside, self.config.beta)
-        return energy_score(self.theta_transform.fold_u(raw), u, self.config.beta)
+        noise = self._attempt_noise(m * n).reshape(m, n, -1)
+        return energy_score(self.theta_transform.fold_u(self._diffuse(noise, h)), u, beta)
 
     def _block_scores(
         self, u: Tensor, h: Tensor, weighted: bool, penalty: float, marginal: float

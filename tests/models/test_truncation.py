@@ -85,6 +85,23 @@ def test_each_draw_takes_its_first_attempt_inside_the_box(options: dict) -> None
     assert bool(flow.theta_transform.contains(served_draws).all())
 
 
+def test_validation_scores_the_samplers_draws_even_when_attempts_miss() -> None:
+    flow = _flow(3)  # wide draws centred past the upper bound: many attempts miss
+    theta = torch.tensor([[0.5, 1.0]]).repeat(64, 1)
+    x = torch.full((64, 1), 0.3)
+    torch.manual_seed(2)
+    with torch.no_grad():
+        scores = flow.validation_loss(theta, x)
+        torch.manual_seed(2)  # the same noise, drawn by hand: the sampler's draws
+        m = flow.config.num_draws
+        drawn = flow.sample_from_context(flow.context(x).repeat(m, 1), flow.draw_noise(m * 64))
+    u_draws = flow.theta_transform(drawn).reshape(m, 64, 2)
+    assert torch.allclose(scores, energy_score(u_draws, flow.theta_transform(theta), 0.5))
+    # The training score of the draws inside gives 0 to a pair with fewer than two of
+    # its draws inside (the best score there is); the sampler's draws are all scored.
+    assert bool((scores > 0).all())
+
+
 def test_truncation_trains_and_draws_inside_the_box() -> None:
     torch.manual_seed(0)
     theta = torch.rand(256, 2) * torch.tensor([2.0, 3.0]) - torch.tensor([1.0, 0.0])
