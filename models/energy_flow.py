@@ -791,8 +791,8 @@ class EnergyFlow(PosteriorEstimator):
         score of the draws inside gives a pair with fewer than two draws inside a score
         of 0, the best there is, so a model that sent draws out of the box looked better
         (sbibm two_moons at 10^4: the lowest validation score came at epoch 3 of 112 in
-        one run, and another kept epoch 70, C2ST 0.605 against 0.529;
-        ``docs/BENCHMARKS.md``, section 2.15).
+        one run, and another kept epoch 70, C2ST 0.605 against 0.541 with its last
+        epoch; ``docs/BENCHMARKS.md``, section 2.15).
         """
         u, h = self.theta_transform(theta), self.context(x)
         m, n, beta = self.config.num_draws, u.shape[0], self.config.beta
