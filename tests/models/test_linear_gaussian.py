@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from sbiserve.models import TrainConfig, build_estimator, fit
+from sbiserve.models.energy_flow import SIZED_DEFAULTS
 
 A = torch.tensor([[1.0, 0.5], [-0.3, 1.0], [0.8, -0.6]])
 NOISE = 0.5
@@ -30,7 +31,7 @@ def posterior(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     [
         ("energy_flow", {}),  # the default network and loss, as the service uses them
         # the service's default for more than two parameters from 3,000 simulations
-        ("energy_flow", {"diffusion_steps": 3, "hidden_features": [64] * 3, "num_draws": 4}),
+        ("energy_flow", SIZED_DEFAULTS[False, False][0]),
         ("semi_autoregressive_energy_flow", {"blocks": 2, "hidden_features": [64, 64]}),
     ],
 )
