@@ -61,6 +61,12 @@ class TrainConfig(Config):
             epochs, and stopping there leaves a poor fit (sbibm two_moons, 1,000
             simulations, same initialization: 0.859 at 1,000 steps, 0.651 at 2,000,
             0.654 at 3,000; ``docs/bench/curves``).
+        planned_patience: In a planned run (``cosine``), end training once no epoch has
+            been kept (see ``restore_best``) for this many epochs, after ``min_steps``
+            (``None``: never). The epoch kept can then no longer change unless a later
+            epoch comes back within a standard error of the best, which a validation
+            score that has risen for that long under a falling learning rate does not do
+            in the measured runs; an overfitted run stops instead of training on.
         clip_grad_norm: Largest gradient norm per step (0 turns clipping off).
         lr_schedule: ``plateau`` (halve on stalls), ``cosine`` or ``constant``. ``cosine``
             decays the learning rate to 0 on a half cosine, step by step, over the
@@ -89,6 +95,7 @@ class TrainConfig(Config):
     validation_fraction: float = 0.1
     patience: int = 30
     min_steps: int | None = None
+    planned_patience: int | None = None
     clip_grad_norm: float = 5.0
     lr_schedule: str = "plateau"
     ema_decay: float = 0.995
@@ -116,6 +123,13 @@ class TrainConfig(Config):
                 f"min_steps must be an integer or null, got {self.min_steps!r}",
             )
             require(self.min_steps >= 0, "min_steps must be >= 0")
+        if self.planned_patience is not None:
+            require(
+                isinstance(self.planned_patience, int)
+                and not isinstance(self.planned_patience, bool)
+                and self.planned_patience >= 1,
+                f"planned_patience must be an integer >= 1 or null, got {self.planned_patience!r}",
+            )
         require(self.clip_grad_norm >= 0, "clip_grad_norm must be >= 0")
         require(self.lr_schedule in SCHEDULES, f"lr_schedule must be one of {SCHEDULES}")
         require(0 <= self.ema_decay < 1, "ema_decay must lie in [0, 1)")
@@ -369,6 +383,10 @@ def fit(
                 )
             )
         if settled and per_step is None and epoch - best_epoch >= config.patience:
+            stopped_early = True
+            break
+        planned_stop = config.planned_patience
+        if settled and per_step is not None and planned_stop and epoch - kept_epoch >= planned_stop:
             stopped_early = True
             break
         if config.max_seconds and elapsed >= config.max_seconds:

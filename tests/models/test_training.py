@@ -134,6 +134,29 @@ def test_the_latest_epoch_within_one_standard_error_is_kept(
     assert result.kept_epoch == (6 if later else 2)
 
 
+@pytest.mark.parametrize("patience", [None, 2, 4])
+def test_a_planned_run_ends_once_no_epoch_is_kept_for_planned_patience_epochs(
+    patience: int | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    theta, x = data()  # 20 validation pairs: a standard error of 0.1 here
+    script = (1.0, 0.5, 0.55, 0.8, 0.9, 0.52, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9)
+    monkeypatch.setattr(ScriptedFlow, "script", script)
+    monkeypatch.setattr(ScriptedFlow, "calls", 0)
+    config = TrainConfig(
+        max_epochs=12, min_steps=0, batch_size=32, lr_schedule="cosine", planned_patience=patience
+    )
+    result = fit(ScriptedFlow(2, 2, SMALL), theta, x, config)
+    # Epochs 3 and 6 lie within a standard error of the best (2): the whole plan keeps 6.
+    # Patience 4 sees epoch 6 and ends at 10; patience 2 ends at 5, two epochs after the
+    # kept 3, before epoch 6 came back within the band (a patience shorter than such a
+    # gap changes the epoch kept).
+    assert result.kept_epoch == (3 if patience == 2 else 6)
+    assert result.epochs == {None: 12, 2: 5, 4: 10}[patience]
+    assert result.stopped_early == (patience is not None)
+    with pytest.raises(ConfigError, match="planned_patience"):
+        TrainConfig(planned_patience=0)
+
+
 def test_energy_flows_prefer_later_epochs_and_density_families_do_not() -> None:
     from sbiserve.models import get_family
 
