@@ -55,6 +55,11 @@ NOISES = ("gaussian", "uniform")
 # The training schedule every budget gets (budget_defaults): a planned run of
 # planned_steps(num_simulations) steps, the learning rate decayed from 3e-3 to 0.
 SCHEDULE_OPTIONS: dict[str, Any] = {"lr_schedule": "cosine", "learning_rate": 3e-3}
+# Epochs without a kept epoch that end a planned run (TrainConfig.planned_patience), after
+# the family's 2,000-step floor: on the quick protocol's 16 cells it ended only
+# bernoulli_glm_raw at 10^4 (epoch 94 of 223, the same epoch kept) and changed no other
+# run (docs/BENCHMARKS.md, section 2.16). Not measured with the SAEF's blocks.
+PLANNED_PATIENCE = 30
 # Optimizer steps of that run at 1,000 simulations; they double with every tenfold budget.
 STEPS_AT_1000 = 2000
 # Problems with at most this many parameters are "few-parameter" ones in SIZED_DEFAULTS.
@@ -366,6 +371,11 @@ class EnergyFlow(PosteriorEstimator):
           0.639 against 0.666, gaussian_linear 0.608 against 0.594. Three levels lost
           gaussian_linear (0.636) and took longer.
 
+        With ``theta_dim``, a run also ends once no epoch has been kept for
+        :data:`PLANNED_PATIENCE` epochs (``planned_patience``) after the 2,000-step floor:
+        an overfitted run (bernoulli_glm_raw at 10^4 keeps epoch 64 of 223) stops at
+        epoch 94, with the same weights kept.
+
         Without ``theta_dim`` a budget below :data:`SMALL_BUDGET` gets 3 x 64 and every
         budget all the planned steps.
         """
@@ -378,6 +388,7 @@ class EnergyFlow(PosteriorEstimator):
         sized, share = SIZED_DEFAULTS[small, theta_dim <= FEW_PARAMETERS]
         options.update(sized)
         options["max_steps"] = round(share * options["max_steps"])
+        options["planned_patience"] = PLANNED_PATIENCE
         return options
 
     def __init__(

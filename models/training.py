@@ -72,7 +72,8 @@ class TrainConfig(Config):
             decays the learning rate to 0 on a half cosine, step by step, over the
             planned length (``max_epochs`` or ``max_steps``); such a run is planned, so
             ``patience`` does not end it early (the learning rate would not have reached
-            0), and the epoch kept is chosen as for the other schedules.
+            0; ``planned_patience`` may), and the epoch kept is chosen as for the other
+            schedules.
         ema_decay: Decay of the weights' exponential moving average, which is what is
             validated and kept (0 turns it off). Energy-score training is noisy near its
             optimum; averaging the weights removes most of that noise.

@@ -282,6 +282,8 @@ def test_budget_defaults_apply_under_named_options_when_the_budget_is_given() ->
         assert model.truncation_tries == (4 if few else 0), (budget, theta_dim)
         # three levels estimate their pairs' spreads from 2 draws, the others from 4
         assert model.spread_draws == (2 if levels == 3 else 4), (budget, theta_dim)
+        # a planned run ends after 30 epochs without a kept one (the SAEF: not measured)
+        assert train.planned_patience == (None if theta_dim is None else 30)
     assert split_options("energy_flow", {"max_steps": 7}, 1_000, 10)[1].max_steps == 7
     assert split_options("energy_flow", {}, 3_000)[0].hidden_features == (128,) * 3
     named_width, _ = split_options("energy_flow", {"hidden_features": [64]}, 1_000, 2)
