@@ -808,7 +808,7 @@ class EnergyFlow(PosteriorEstimator):
         u, h = self.theta_transform(theta), self.context(x)
         m, n, beta = self.config.num_draws, u.shape[0], self.config.beta
         if self.truncation_tries > 0:
-            h_rows = h.repeat(m, *([1] * (h.ndim - 1)))  # row j * n + i: pair i's context
+            h_rows = h.repeat(m, 1)  # row j * n + i: pair i's context
             drawn = self.sample_from_context(h_rows, self.draw_noise(m * n))  # theta
             return energy_score(self.theta_transform(drawn).reshape(m, n, -1), u, beta)
         if self.config.diffusion_steps == 1:
@@ -895,8 +895,11 @@ class EnergyFlow(PosteriorEstimator):
         (folded, without gradient); with truncation (``inside`` ``(m, N)``) each half's
         draws inside the box are scored."""
         beta, half = self.config.beta, raw.shape[0] // 2
-        with torch.no_grad():
-            folded = self.theta_transform.fold_u(raw.detach())
+        if inside is None:  # the scored draws are already folded
+            folded = draws.detach()
+        else:
+            with torch.no_grad():
+                folded = self.theta_transform.fold_u(raw.detach())
         scores = torch.zeros(u.shape[0], device=u.device, dtype=u.dtype)
         for mine, other in (
             (slice(0, half), slice(half, None)),

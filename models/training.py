@@ -35,6 +35,17 @@ SCHEDULES = ("plateau", "cosine", "constant")
 ModuleT = TypeVar("ModuleT", bound=torch.nn.Module)
 
 
+def _require_optional_count(name: str, value: int | None, minimum: int) -> None:
+    """Raises :class:`ConfigError` unless ``value`` is null or an integer >= ``minimum``
+    (its field's default is null, so :class:`Config` leaves its type unchecked)."""
+    if value is not None:
+        require(
+            isinstance(value, int) and not isinstance(value, bool),
+            f"{name} must be an integer or null, got {value!r}",
+        )
+        require(value >= minimum, f"{name} must be >= {minimum}")
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainConfig(Config):
     """Options of :func:`fit`.
@@ -107,30 +118,14 @@ class TrainConfig(Config):
 
     def validate(self) -> None:
         require(self.max_epochs >= 1, "max_epochs must be >= 1")
-        if self.max_steps is not None:
-            require(
-                isinstance(self.max_steps, int) and not isinstance(self.max_steps, bool),
-                f"max_steps must be an integer or null, got {self.max_steps!r}",
-            )
-            require(self.max_steps >= 1, "max_steps must be >= 1")
+        _require_optional_count("max_steps", self.max_steps, 1)
         require(self.batch_size >= 1, "batch_size must be >= 1")
         require(self.learning_rate > 0, "learning_rate must be > 0")
         require(self.weight_decay >= 0, "weight_decay must be >= 0")
         require(0 < self.validation_fraction < 1, "validation_fraction must lie in (0, 1)")
         require(self.patience >= 1, "patience must be >= 1")
-        if self.min_steps is not None:
-            require(
-                isinstance(self.min_steps, int) and not isinstance(self.min_steps, bool),
-                f"min_steps must be an integer or null, got {self.min_steps!r}",
-            )
-            require(self.min_steps >= 0, "min_steps must be >= 0")
-        if self.planned_patience is not None:
-            require(
-                isinstance(self.planned_patience, int)
-                and not isinstance(self.planned_patience, bool)
-                and self.planned_patience >= 1,
-                f"planned_patience must be an integer >= 1 or null, got {self.planned_patience!r}",
-            )
+        _require_optional_count("min_steps", self.min_steps, 0)
+        _require_optional_count("planned_patience", self.planned_patience, 1)
         require(self.clip_grad_norm >= 0, "clip_grad_norm must be >= 0")
         require(self.lr_schedule in SCHEDULES, f"lr_schedule must be one of {SCHEDULES}")
         require(0 <= self.ema_decay < 1, "ema_decay must lie in [0, 1)")
@@ -386,8 +381,9 @@ def fit(
         if settled and per_step is None and epoch - best_epoch >= config.patience:
             stopped_early = True
             break
+        stale = epoch - kept_epoch  # epochs since one was last kept
         planned_stop = config.planned_patience
-        if settled and per_step is not None and planned_stop and epoch - kept_epoch >= planned_stop:
+        if settled and per_step is not None and planned_stop is not None and stale >= planned_stop:
             stopped_early = True
             break
         if config.max_seconds and elapsed >= config.max_seconds:
