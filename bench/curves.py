@@ -47,13 +47,19 @@ def run(
     """Trains, writes the curve, scores observations; returns the summary row."""
     device = resolve_device("auto")
     task = tasks.load_task(task_name)
-    theta, x = tasks.simulate(task, budget, seed)
+    theta, x = tasks.cached_simulation(task_name, budget, seed)
+    # Sized by the simulations and parameters, as bench.methods sizes a quality cell.
     model_config, train_config = split_options(
-        family, {"seed": seed, "device": str(device), **options}
+        family, {"seed": seed, "device": str(device), **options}, theta.shape[0], theta.shape[1]
     )
     torch.manual_seed(seed)
     estimator = build_estimator(
-        family, theta.shape[1], x.shape[1], model_config, tasks.box_prior(task)
+        family,
+        theta.shape[1],
+        x.shape[1],
+        model_config,
+        tasks.box_prior(task),
+        seed=train_config.seed,
     )
     out.mkdir(parents=True, exist_ok=True)
     curve_path = out / f"{tag}_{task_name}_{budget}.csv"
@@ -89,6 +95,7 @@ def run(
         "family": family,
         "seed": seed,
         "options": options,
+        "model": model_config.to_dict(),
         "c2st": [round(float(s), 4) for s in scores],
         "c2st_mean": round(sum(scores) / len(scores), 4),
         "observations": list(observations),

@@ -79,5 +79,7 @@ def test_curves_keeps_every_epoch_and_a_summary_row(tmp_path: Path) -> None:
     (row,) = records.read_rows(tmp_path / curves.RESULTS_FILE)
     assert (row["task"], row["budget"], row["tag"], row["epochs"]) == ("two_moons", 200, "tiny", 3)
     assert len(row["c2st"]) == 1 and 0.0 <= row["c2st"][0] <= 1.0
+    # Sized as a quality cell is (two parameters: four heads), the options on top.
+    assert row["model"]["mixture_heads"] == 4 and row["model"]["hidden_features"] == [16]
     lines = (tmp_path / row["curve"]).read_text().splitlines()
     assert lines[0].startswith("epoch,train_loss,val_loss") and len(lines) == 4
