@@ -53,7 +53,8 @@ def main() -> None:
     rng = np.random.default_rng(0)
     theta, x, box = simulate(args.task, args.num_simulations, rng)
     options = {**json.loads(args.options), "device": "cpu"}
-    model_config, train_config = split_options(args.family, options)
+    # Sized by the simulations and parameters, as the worker sizes a job.
+    model_config, train_config = split_options(args.family, options, *theta.shape)
     prior = BoxPrior(low=box[0], high=box[1]) if box else None
     estimator = build_estimator(args.family, theta.shape[1], x.shape[1], model_config, prior)
     theta_t, x_t = (
