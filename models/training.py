@@ -73,11 +73,12 @@ class TrainConfig(Config):
             simulations, same initialization: 0.859 at 1,000 steps, 0.651 at 2,000,
             0.654 at 3,000; ``docs/bench/curves``).
         planned_patience: In a planned run (``cosine``), end training once no epoch has
-            been kept (see ``restore_best``) for this many epochs, after ``min_steps``
-            (``None``: never). The epoch kept can then no longer change unless a later
-            epoch comes back within a standard error of the best, which a validation
-            score that has risen for that long under a falling learning rate does not do
-            in the measured runs; an overfitted run stops instead of training on.
+            been kept (see ``restore_best``) for this many epochs, after ``min_steps`` or
+            half the planned steps, whichever comes first (``None``: never). The epoch
+            kept can then no longer change unless a later epoch comes back within a
+            standard error of the best, which a validation score that has risen for that
+            long under a falling learning rate does not do in the measured runs; an
+            overfitted run stops instead of training on.
         clip_grad_norm: Largest gradient norm per step (0 turns clipping off).
         lr_schedule: ``plateau`` (halve on stalls), ``cosine`` or ``constant``. ``cosine``
             decays the learning rate to 0 on a half cosine, step by step, over the
@@ -328,6 +329,9 @@ def fit(
         min_steps, plateau_steps = estimator.default_min_steps, estimator.default_plateau_steps
     else:
         min_steps = plateau_steps = config.min_steps
+    # planned_patience's floor: min_steps or half the plan, whichever comes first (a plan
+    # shorter than the energy flows' 2,000-step floor would otherwise never be cut).
+    planned_floor = min(min_steps, planned_steps // 2)
     for epoch in range(1, planned_epochs + 1):
         estimator.train()
         perm = torch.randperm(num_train, generator=generator).to(device)
@@ -388,7 +392,8 @@ def fit(
             break
         stale = epoch - kept_epoch  # epochs since one was last kept
         planned_stop = config.planned_patience
-        if settled and per_step is not None and planned_stop is not None and stale >= planned_stop:
+        planned_end = per_step is not None and planned_stop is not None and stale >= planned_stop
+        if planned_end and steps >= planned_floor:
             stopped_early = True
             break
         if config.max_seconds and elapsed >= config.max_seconds:

@@ -157,6 +157,29 @@ def test_a_planned_run_ends_once_no_epoch_is_kept_for_planned_patience_epochs(
         TrainConfig(planned_patience=0)
 
 
+@pytest.mark.parametrize("patience", [2, 4])
+def test_planned_patience_waits_for_half_the_plan_when_min_steps_is_longer(
+    patience: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    theta, x = data()  # 6 steps per epoch: the 12-epoch plan's half is epoch 6's end
+    script = (1.0, 0.5, 0.55, 0.8, 0.9, 0.52, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9)
+    monkeypatch.setattr(ScriptedFlow, "script", script)
+    monkeypatch.setattr(ScriptedFlow, "calls", 0)
+    config = TrainConfig(
+        max_epochs=12,
+        min_steps=10**6,  # longer than the plan: alone it would never let the run end
+        batch_size=32,
+        lr_schedule="cosine",
+        planned_patience=patience,
+    )
+    result = fit(ScriptedFlow(2, 2, SMALL), theta, x, config)
+    # Patience 2 may not end the run at epoch 5 (before half the plan): epoch 6 comes
+    # back within the band and is kept; both end 2 and 4 epochs after it.
+    assert result.kept_epoch == 6
+    assert result.epochs == {2: 8, 4: 10}[patience]
+    assert result.stopped_early
+
+
 def test_energy_flows_prefer_later_epochs_and_density_families_do_not() -> None:
     from sbiserve.models import get_family
 
