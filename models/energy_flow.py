@@ -56,9 +56,10 @@ NOISES = ("gaussian", "uniform")
 # planned_steps(num_simulations) steps, the learning rate decayed from 3e-3 to 0.
 SCHEDULE_OPTIONS: dict[str, Any] = {"lr_schedule": "cosine", "learning_rate": 3e-3}
 # Epochs without a kept epoch that end a planned run (TrainConfig.planned_patience), after
-# the family's 2,000-step floor: on the quick protocol's 16 cells it ended only
-# bernoulli_glm_raw at 10^4 (epoch 94 of 223, the same epoch kept) and changed no other
-# run (docs/BENCHMARKS.md, section 2.16). Not measured with the SAEF's blocks.
+# the family's 2,000-step floor or half the plan: on the quick protocol's 16 cells it ended
+# bernoulli_glm_raw at 10^4 (epoch 94 of 223) and five cells at 10^3 (after 75-130 of 150
+# epochs), each with the same epoch kept, and changed no other run (docs/BENCHMARKS.md,
+# section 2.16). Not measured with the SAEF's blocks.
 PLANNED_PATIENCE = 30
 # Optimizer steps of that run at 1,000 simulations; they double with every tenfold budget.
 STEPS_AT_1000 = 2000
