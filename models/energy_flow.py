@@ -78,7 +78,7 @@ SIZED_DEFAULTS: dict[tuple[bool, bool], tuple[dict[str, Any], float]] = {
         1.0,
     ),
     (False, False): (
-        {"hidden_features": (64, 64, 64), "diffusion_steps": 3, "num_draws": 4, "spread_draws": 2},
+        {"hidden_features": (48, 48, 48), "diffusion_steps": 3, "num_draws": 4, "spread_draws": 2},
         2.0,
     ),
     (True, True): (
@@ -341,10 +341,13 @@ class EnergyFlow(PosteriorEstimator):
           (``truncation_tries=4``, section 2.13) took two_moons to 0.529-0.538 over
           three training seeds (0.569-0.581 folded; NPE-NSF 0.540-0.549): its fifth
           observation, cut by the box, went from 0.72-0.74 to 0.56;
-        - more: three diffusion levels (``diffusion_steps=3``), 3 x 64, 4 draws per pair
+        - more: three diffusion levels (``diffusion_steps=3``), 3 x 48, 4 draws per pair
           (2 more for the spread weights, section 2.14) and twice the planned steps
-          (8,000 at 10^4). On sbibm's six tasks of five and
-          ten parameters at 10^4 (section 2.11) it took slcp from 0.942 to 0.873 and
+          (8,000 at 10^4). 3 x 48 scored the six tasks as 3 x 64 did (mean C2ST 0.692
+          against 0.694; slcp 0.870-0.898 over three training seeds against 0.878-0.891)
+          at about 0.7x the training time (section 2.19). With 3 x 64, on sbibm's six
+          tasks of five and ten parameters at 10^4 (section 2.11) the levels took slcp
+          from 0.942 to 0.873 and
           slcp_distractors from 0.975 to 0.916 (NPE-NSF: 0.854 and 0.920), kept
           gaussian_linear (0.519 against 0.522), in about 1.2x the one-step 3 x 128's
           training time (it trained half the planned steps) and the same sampling time

@@ -287,9 +287,9 @@ def test_budget_defaults_apply_under_named_options_when_the_budget_is_given() ->
         (1_000, None, (64,) * 3, 2000),
         (2_999, None, (64,) * 3, planned_steps(2_999)),
         (5_000, 2, (96,) * 3, planned_steps(5_000)),
-        (5_000, 3, (64,) * 3, 2 * planned_steps(5_000)),
+        (5_000, 3, (48,) * 3, 2 * planned_steps(5_000)),
         (5_000, None, (128,) * 3, planned_steps(5_000)),
-        (10_000, 10, (64,) * 3, 8000),
+        (10_000, 10, (48,) * 3, 8000),
         (10_000, 2, (96,) * 3, 4000),
     ):
         model, train = split_options("energy_flow", {}, budget, theta_dim)
