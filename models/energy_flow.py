@@ -376,9 +376,10 @@ class EnergyFlow(PosteriorEstimator):
           gaussian_linear (0.636) and took longer.
 
         With ``theta_dim``, a run also ends once no epoch has been kept for
-        :data:`PLANNED_PATIENCE` epochs (``planned_patience``) after the 2,000-step floor:
-        an overfitted run (bernoulli_glm_raw at 10^4 keeps epoch 64 of 223) stops at
-        epoch 94, with the same weights kept.
+        :data:`PLANNED_PATIENCE` epochs (``planned_patience``) after the 2,000-step floor
+        or half the plan: an overfitted run (bernoulli_glm_raw at 10^4 keeps epoch 64 of
+        223) stops at epoch 94, with the same weights kept; at 10^3 five of the quick
+        protocol's eight runs end after 75-130 of their 150 epochs.
 
         Without ``theta_dim`` a budget below :data:`SMALL_BUDGET` gets 3 x 64 and every
         budget all the planned steps.
