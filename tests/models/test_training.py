@@ -118,17 +118,26 @@ class ScriptedFlow(EnergyFlow):
         return value + spread * 0.1 * math.sqrt(theta.shape[0])
 
 
+def scripted(monkeypatch: pytest.MonkeyPatch, script: tuple[float, ...]) -> ScriptedFlow:
+    """A :class:`ScriptedFlow` whose validation losses follow ``script`` from epoch 1."""
+    monkeypatch.setattr(ScriptedFlow, "script", script)
+    monkeypatch.setattr(ScriptedFlow, "calls", 0)
+    return ScriptedFlow(2, 2, SMALL)
+
+
+# Best at epoch 2; epochs 3 and 6 come back within a standard error of it (0.1).
+KEPT_AT_3_THEN_6 = (1.0, 0.5, 0.55, 0.8, 0.9, 0.52, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9)
+
+
 @pytest.mark.parametrize("later", [True, False])
 def test_the_latest_epoch_within_one_standard_error_is_kept(
     later: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     theta, x = data()  # 20 validation pairs
-    script = (1.0, 0.5, 0.55, 0.58, 0.7, 0.59, 0.9, 0.9, 0.9)
-    monkeypatch.setattr(ScriptedFlow, "script", script)
-    monkeypatch.setattr(ScriptedFlow, "calls", 0)
+    flow = scripted(monkeypatch, (1.0, 0.5, 0.55, 0.58, 0.7, 0.59, 0.9, 0.9, 0.9))
     monkeypatch.setattr(ScriptedFlow, "prefer_later_epochs", later)
     config = TrainConfig(max_epochs=9, patience=100, min_steps=0, batch_size=32)
-    result = fit(ScriptedFlow(2, 2, SMALL), theta, x, config)
+    result = fit(flow, theta, x, config)
     assert result.best_epoch == 2 and result.best_val_loss == pytest.approx(0.5)
     # Epochs 3, 4 and 6 lie within 0.1 of the best; 6 is the latest of them.
     assert result.kept_epoch == (6 if later else 2)
@@ -139,13 +148,10 @@ def test_a_planned_run_ends_once_no_epoch_is_kept_for_planned_patience_epochs(
     patience: int | None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     theta, x = data()  # 20 validation pairs: a standard error of 0.1 here
-    script = (1.0, 0.5, 0.55, 0.8, 0.9, 0.52, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9)
-    monkeypatch.setattr(ScriptedFlow, "script", script)
-    monkeypatch.setattr(ScriptedFlow, "calls", 0)
     config = TrainConfig(
         max_epochs=12, min_steps=0, batch_size=32, lr_schedule="cosine", planned_patience=patience
     )
-    result = fit(ScriptedFlow(2, 2, SMALL), theta, x, config)
+    result = fit(scripted(monkeypatch, KEPT_AT_3_THEN_6), theta, x, config)
     # Epochs 3 and 6 lie within a standard error of the best (2): the whole plan keeps 6.
     # Patience 4 sees epoch 6 and ends at 10; patience 2 ends at 5, two epochs after the
     # kept 3, before epoch 6 came back within the band (a patience shorter than such a
@@ -162,9 +168,6 @@ def test_planned_patience_waits_for_half_the_plan_when_min_steps_is_longer(
     patience: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     theta, x = data()  # 6 steps per epoch: the 12-epoch plan's half is epoch 6's end
-    script = (1.0, 0.5, 0.55, 0.8, 0.9, 0.52, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9)
-    monkeypatch.setattr(ScriptedFlow, "script", script)
-    monkeypatch.setattr(ScriptedFlow, "calls", 0)
     config = TrainConfig(
         max_epochs=12,
         min_steps=10**6,  # longer than the plan: alone it would never let the run end
@@ -172,7 +175,7 @@ def test_planned_patience_waits_for_half_the_plan_when_min_steps_is_longer(
         lr_schedule="cosine",
         planned_patience=patience,
     )
-    result = fit(ScriptedFlow(2, 2, SMALL), theta, x, config)
+    result = fit(scripted(monkeypatch, KEPT_AT_3_THEN_6), theta, x, config)
     # Patience 2 may not end the run at epoch 5 (before half the plan): epoch 6 comes
     # back within the band and is kept; both end 2 and 4 epochs after it.
     assert result.kept_epoch == 6
