@@ -78,7 +78,12 @@ SIZED_DEFAULTS: dict[tuple[bool, bool], tuple[dict[str, Any], float]] = {
         1.0,
     ),
     (False, False): (
-        {"hidden_features": (48, 48, 48), "diffusion_steps": 3, "num_draws": 4, "spread_draws": 2},
+        {
+            "hidden_features": (48, 48, 48),
+            "diffusion_steps": 3,
+            "num_draws": 4,
+            "spread_weighting": False,
+        },
         2.0,
     ),
     (True, True): (
@@ -138,15 +143,18 @@ class EnergyFlowConfig(EstimatorConfig):
             weight that depends on ``x`` only keeps the score proper: each posterior is
             still the minimizer of its own term. On by default (sbibm two_moons, 10,000
             simulations, observations 1-5, fast C2ST: 0.602 against 0.665 without;
-            ``docs/bench/ablation``).
+            ``docs/bench/ablation``), but off for the three-level network of more than two
+            parameters (:meth:`EnergyFlow.budget_defaults`): there sbibm's six such tasks
+            at 10^4 scored as with it (mean C2ST 0.694 against 0.695 over three training
+            seeds) in about 0.75x the training CPU, the weights' extra pass saved
+            (``docs/BENCHMARKS.md``, section 2.21).
         spread_draws: Draws per pair, without gradient, from which ``spread_weighting``
             estimates each posterior's spread (>= 2). The weights are not scored, so
-            their noise does not bias the loss; 2 (one distance) is the default of the
-            three-level network for more than two parameters (:meth:`EnergyFlow.budget_defaults`):
-            in five or ten dimensions one distance already estimates the spread to about
-            15%, and on sbibm's six such tasks at 10^4 2 draws scored as 4 did (mean C2ST
-            0.694 against 0.702; slcp 0.878-0.891 against 0.875-0.889 over three training
-            seeds) in 0.83-0.94x the training CPU time (``docs/BENCHMARKS.md``, section 2.14).
+            their noise does not bias the loss. On sbibm's six tasks of more than two
+            parameters at 10^4, 2 draws (one distance; in five or ten dimensions it
+            estimates the spread to about 15%) scored as 4 did (mean C2ST 0.694 against
+            0.702) in 0.83-0.94x the training CPU time (``docs/BENCHMARKS.md``, section
+            2.14); that network now trains without the weights (section 2.21).
         noise: Distribution of the generator's input noise: ``gaussian`` (standard
             normal) or ``uniform`` (on :math:`[-\\sqrt{3}, \\sqrt{3}]`, unit variance);
             bounded noise lets the generator draw sharp edges without tails.
@@ -342,7 +350,9 @@ class EnergyFlow(PosteriorEstimator):
           three training seeds (0.569-0.581 folded; NPE-NSF 0.540-0.549): its fifth
           observation, cut by the box, went from 0.72-0.74 to 0.56;
         - more: three diffusion levels (``diffusion_steps=3``), 3 x 48, 4 draws per pair
-          (2 more for the spread weights, section 2.14) and twice the planned steps
+          without spread weights (section 2.21: the same C2ST over three training seeds
+          in about 0.75x the time; 2 spread draws before, section 2.14) and twice the
+          planned steps
           (8,000 at 10^4). 3 x 48 scored the six tasks as 3 x 64 did (mean C2ST 0.692
           against 0.694; slcp 0.870-0.898 over three training seeds against 0.878-0.891)
           at about 0.7x the training time (section 2.19). With 3 x 64, on sbibm's six
