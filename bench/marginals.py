@@ -10,7 +10,7 @@ simulator from ``--seed``) and initialization, the fast C2ST for every score.
 Example (the energy flow on slcp at 10^4, with two of its options set)::
 
     OMP_NUM_THREADS=1 python -m bench.marginals slcp 10000 energy_flow --tag cssn1 \\
-        --options '{"coordinate_scaling": true, "sign_noise": 1}' --pairs
+        --options '{"coordinate_scaling": true, "spread_weighting": true, "sign_noise": 1}' --pairs
 
 One JSON line per run goes to ``--out`` (default ``docs/bench/ablation/marginals.jsonl``):
 the joint C2ST per observation and its mean, the 1-D C2ST of every parameter per

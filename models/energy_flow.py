@@ -271,6 +271,14 @@ class EnergyFlowConfig(EstimatorConfig):
         )
         require(self.num_draws >= 2, f"num_draws must be >= 2, got {self.num_draws}")
         require(self.spread_draws >= 2, f"spread_draws must be >= 2, got {self.spread_draws}")
+        # Both act through the spread weights; without them they would do nothing, silently
+        # (the three-level default for more than two parameters turns the weights off).
+        for option in ("cross_weights", "coordinate_scaling"):
+            require(
+                self.spread_weighting or not getattr(self, option),
+                f"{option} needs spread_weighting: true (name both: the default for more "
+                "than two parameters from 3,000 simulations trains without spread weights)",
+            )
         if self.cross_weights:
             require(
                 self.num_draws >= 4 and self.num_draws % 2 == 0,

@@ -67,6 +67,7 @@ def test_with_truncation_each_half_scores_its_draws_inside() -> None:
         {"num_draws": 5},
         {"num_draws": 4, "coordinate_scaling": True},
         {"num_draws": 4, "marginal_weight": 0.5},
+        {"num_draws": 4, "spread_weighting": False},
     ],
 )
 def test_options_it_cannot_serve_are_refused(options: dict[str, object]) -> None:
