@@ -17,18 +17,14 @@ from __future__ import annotations
 
 import json
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))  # the repository root
 
-from bench import baselines, tasks
+from bench import methods, tasks
 from bench.c2st import fast_c2st
-from sbiserve.models import build_estimator, fit, prepare_for_serving, split_options
 
 
 def augment(x: torch.Tensor, mode: str) -> torch.Tensor:
@@ -51,20 +47,23 @@ def main(mode: str, budget: int, seed: int, method: str) -> dict[str, object]:
     task = tasks.load_task("slcp")
     theta, x = tasks.cached_simulation("slcp", budget, 0)
     x = augment(x, mode)
-    if method == "npe_nsf":  # sbi's NPE-NSF through the benchmark's own baseline
-        torch.manual_seed(seed)
-        prior = tasks.prior_distribution(task)
-        trained = baselines.train_baseline(
-            "npe_nsf", theta, x, prior, {}, None, torch.device("cpu")
-        )
-        sample, cpu, epochs = trained.sample, trained.train_cpu_seconds, trained.epochs
-    else:
-        sample, cpu, epochs = train_energy_flow(theta, x, task, seed)
+    # Trained as a quality cell trains it (bench.methods), on the augmented x.
+    trained = methods.train(
+        method,
+        theta,
+        x,
+        tasks.prior_distribution(task),
+        tasks.box_prior(task),
+        {},
+        methods.Caps(),
+        torch.device("cpu"),
+        seed,
+    )
     scores = []
     for index in range(1, 6):
         x_o = augment(tasks.observation(task, index)[None], mode)[0]
         with torch.no_grad():
-            draws = sample(10_000, x_o)
+            draws = trained.sample(10_000, x_o)
         scores.append(fast_c2st(tasks.reference_draws(task, index, 10_000), draws))
     return {
         "mode": mode,
@@ -73,27 +72,9 @@ def main(mode: str, budget: int, seed: int, method: str) -> dict[str, object]:
         "family": method,
         "c2st": scores,
         "mean": sum(scores) / len(scores),
-        "cpu": cpu,
-        "epochs": epochs,
+        "cpu": trained.train_cpu_seconds,
+        "epochs": trained.epochs,
     }
-
-
-def train_energy_flow(
-    theta: torch.Tensor, x: torch.Tensor, task: Any, seed: int
-) -> tuple[Callable[[int, torch.Tensor], torch.Tensor], float, int]:
-    """The default energy flow as a quality cell trains it: (sampler, CPU s, epochs)."""
-    model_config, train_config = split_options(
-        "energy_flow", {"seed": seed}, theta.shape[0], theta.shape[1]
-    )
-    torch.manual_seed(seed)
-    start = time.process_time()
-    estimator = build_estimator(
-        "energy_flow", theta.shape[1], x.shape[1], model_config, tasks.box_prior(task), seed=seed
-    )
-    result = fit(estimator, theta, x, train_config)
-    cpu = time.process_time() - start
-    served = prepare_for_serving(estimator)
-    return (lambda num, x_o: served.sample((num,), x=x_o)), cpu, result.epochs
 
 
 if __name__ == "__main__":
