@@ -356,7 +356,7 @@ class EnergyFlow(PosteriorEstimator):
           one Gaussian of middle width (0.79). Truncation to the prior box
           (``truncation_tries=4``, section 2.13) took two_moons to 0.529-0.538 over
           three training seeds (0.569-0.581 folded; NPE-NSF 0.540-0.549): its fifth
-          observation, cut by the box, went from 0.72-0.74 to 0.56;
+          observation, cut by the box, went from 0.71-0.74 to 0.56;
         - more: three diffusion levels (``diffusion_steps=3``), 3 x 48, 4 draws per pair
           without spread weights (section 2.21: the same C2ST over three training seeds
           in about 0.75x the time; 2 spread draws before, section 2.14) and twice the
