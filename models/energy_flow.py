@@ -74,7 +74,12 @@ SMALL_BUDGET = 3000
 # docstring).
 SIZED_DEFAULTS: dict[tuple[bool, bool], tuple[dict[str, Any], float]] = {
     (False, True): (
-        {"hidden_features": (96, 96, 96), "mixture_heads": 4, "truncation_tries": 4},
+        {
+            "hidden_features": (96, 96, 96),
+            "mixture_heads": 4,
+            "truncation_tries": 4,
+            "spread_weighting": False,
+        },
         1.0,
     ),
     (False, False): (
@@ -87,11 +92,21 @@ SIZED_DEFAULTS: dict[tuple[bool, bool], tuple[dict[str, Any], float]] = {
         2.0,
     ),
     (True, True): (
-        {"hidden_features": (48, 48, 48), "mixture_heads": 4, "truncation_tries": 4},
+        {
+            "hidden_features": (48, 48, 48),
+            "mixture_heads": 4,
+            "truncation_tries": 4,
+            "spread_weighting": False,
+        },
         0.75,
     ),
     (True, False): (
-        {"hidden_features": (64, 64, 64), "diffusion_steps": 2, "num_draws": 4},
+        {
+            "hidden_features": (64, 64, 64),
+            "diffusion_steps": 2,
+            "num_draws": 4,
+            "spread_weighting": False,
+        },
         0.3,
     ),
 }
