@@ -70,8 +70,8 @@ FEW_PARAMETERS = 2
 SMALL_BUDGET = 3000
 # The model options and the share of planned_steps that budget_defaults gives a problem,
 # by (budget below SMALL_BUDGET, at most FEW_PARAMETERS parameters); docs/BENCHMARKS.md,
-# sections 2.5, 2.8, 2.9, 2.11, 2.12 and 2.13 (the measurements are in budget_defaults'
-# docstring).
+# sections 2.5, 2.8, 2.9, 2.11-2.13, 2.19, 2.21 and 2.22 (the measurements are in
+# budget_defaults' docstring).
 SIZED_DEFAULTS: dict[tuple[bool, bool], tuple[dict[str, Any], float]] = {
     (False, True): (
         {
@@ -156,20 +156,24 @@ class EnergyFlowConfig(EstimatorConfig):
             gradient). The score scales as ``width ** beta``, so without it pairs with
             wide posteriors dominate the loss and narrow ones are fitted last. A positive
             weight that depends on ``x`` only keeps the score proper: each posterior is
-            still the minimizer of its own term. On by default (sbibm two_moons, 10,000
-            simulations, observations 1-5, fast C2ST: 0.602 against 0.665 without;
-            ``docs/bench/ablation``), but off for the three-level network of more than two
-            parameters (:meth:`EnergyFlow.budget_defaults`): there sbibm's six such tasks
+            still the minimizer of its own term. On in this class's default, where it
+            counted (one pass of 3 x 256, sbibm two_moons, 10,000 simulations,
+            observations 1-5, fast C2ST: 0.602 against 0.665 without;
+            ``docs/bench/ablation``), but off in every default of
+            :meth:`EnergyFlow.budget_defaults`, whose heads, truncation and diffusion
+            levels came later: without it sbibm's six tasks of more than two parameters
             at 10^4 scored as with it (mean C2ST 0.694 against 0.695 over three training
-            seeds) in about 0.75x the training CPU, the weights' extra pass saved
-            (``docs/BENCHMARKS.md``, section 2.21).
+            seeds) in about 0.75x the training CPU (``docs/BENCHMARKS.md``, section
+            2.21), and the other budgets' defaults scored the same or better in about
+            0.85x (two_moons at 10^4 0.522 against 0.535 over three seeds,
+            gaussian_mixture 0.529 against 0.522; section 2.22).
         spread_draws: Draws per pair, without gradient, from which ``spread_weighting``
             estimates each posterior's spread (>= 2). The weights are not scored, so
             their noise does not bias the loss. On sbibm's six tasks of more than two
             parameters at 10^4, 2 draws (one distance; in five or ten dimensions it
             estimates the spread to about 15%) scored as 4 did (mean C2ST 0.694 against
             0.702) in 0.83-0.94x the training CPU time (``docs/BENCHMARKS.md``, section
-            2.14); that network now trains without the weights (section 2.21).
+            2.14); the sized defaults now train without the weights (sections 2.21, 2.22).
         noise: Distribution of the generator's input noise: ``gaussian`` (standard
             normal) or ``uniform`` (on :math:`[-\\sqrt{3}, \\sqrt{3}]`, unit variance);
             bounded noise lets the generator draw sharp edges without tails.
@@ -291,8 +295,8 @@ class EnergyFlowConfig(EstimatorConfig):
         for option in ("cross_weights", "coordinate_scaling"):
             require(
                 self.spread_weighting or not getattr(self, option),
-                f"{option} needs spread_weighting: true (name both: the default for more "
-                "than two parameters from 3,000 simulations trains without spread weights)",
+                f"{option} needs spread_weighting: true (name both: the service's "
+                "budget-sized defaults train without spread weights)",
             )
         if self.cross_weights:
             require(
@@ -359,6 +363,9 @@ class EnergyFlow(PosteriorEstimator):
         two_moons and was better on gaussian_mixture (``docs/BENCHMARKS.md``, sections
         2.4 and 2.5). From :data:`SMALL_BUDGET` simulations:
 
+        No default divides the score by the posterior's spread (``spread_weighting``;
+        sections 2.21 and 2.22: the same or better C2ST in 0.75-0.85x the training CPU).
+
         - one or two parameters: 3 x 96, four mixture heads and all the planned
           steps. 3 x 96 scored as 3 x 128 did (two_moons and gaussian_mixture at 10^3
           and 10^4) at 0.6-0.7x the training time and half the time per draw (section
@@ -373,9 +380,7 @@ class EnergyFlow(PosteriorEstimator):
           three training seeds (0.569-0.581 folded; NPE-NSF 0.540-0.549): its fifth
           observation, cut by the box, went from 0.71-0.74 to 0.56;
         - more: three diffusion levels (``diffusion_steps=3``), 3 x 48, 4 draws per pair
-          without spread weights (section 2.21: the same C2ST over three training seeds
-          in about 0.75x the time; 2 spread draws before, section 2.14) and twice the
-          planned steps
+          and twice the planned steps
           (8,000 at 10^4). 3 x 48 scored the six tasks as 3 x 64 did (mean C2ST 0.692
           against 0.694; slcp 0.870-0.898 over three training seeds against 0.878-0.891)
           at about 0.7x the training time (section 2.19). With 3 x 64, on sbibm's six
