@@ -361,10 +361,9 @@ class EnergyFlow(PosteriorEstimator):
         previous default (1e-3 halved on plateaus, early stopping after a 2,000-step
         floor) it tied at 10^3 and, with the 3 x 128 network, at 10^4 it tied on
         two_moons and was better on gaussian_mixture (``docs/BENCHMARKS.md``, sections
-        2.4 and 2.5). From :data:`SMALL_BUDGET` simulations:
-
-        No default divides the score by the posterior's spread (``spread_weighting``;
-        sections 2.21 and 2.22: the same or better C2ST in 0.75-0.85x the training CPU).
+        2.4 and 2.5). No default divides the score by the posterior's spread
+        (``spread_weighting``; sections 2.21 and 2.22: the same or better C2ST in
+        0.75-0.85x the training CPU). From :data:`SMALL_BUDGET` simulations:
 
         - one or two parameters: 3 x 96, four mixture heads and all the planned
           steps. 3 x 96 scored as 3 x 128 did (two_moons and gaussian_mixture at 10^3
