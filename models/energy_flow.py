@@ -70,43 +70,23 @@ FEW_PARAMETERS = 2
 SMALL_BUDGET = 3000
 # The model options and the share of planned_steps that budget_defaults gives a problem,
 # by (budget below SMALL_BUDGET, at most FEW_PARAMETERS parameters); docs/BENCHMARKS.md,
-# sections 2.5, 2.8, 2.9, 2.11-2.13, 2.19, 2.21 and 2.22 (the measurements are in
-# budget_defaults' docstring).
+# sections 2.5, 2.8, 2.9, 2.11-2.13 and 2.19 (the measurements are in budget_defaults'
+# docstring); budget_defaults adds what every sized default shares.
 SIZED_DEFAULTS: dict[tuple[bool, bool], tuple[dict[str, Any], float]] = {
     (False, True): (
-        {
-            "hidden_features": (96, 96, 96),
-            "mixture_heads": 4,
-            "truncation_tries": 4,
-            "spread_weighting": False,
-        },
+        {"hidden_features": (96, 96, 96), "mixture_heads": 4, "truncation_tries": 4},
         1.0,
     ),
     (False, False): (
-        {
-            "hidden_features": (48, 48, 48),
-            "diffusion_steps": 3,
-            "num_draws": 4,
-            "spread_weighting": False,
-        },
+        {"hidden_features": (48, 48, 48), "diffusion_steps": 3, "num_draws": 4},
         2.0,
     ),
     (True, True): (
-        {
-            "hidden_features": (48, 48, 48),
-            "mixture_heads": 4,
-            "truncation_tries": 4,
-            "spread_weighting": False,
-        },
+        {"hidden_features": (48, 48, 48), "mixture_heads": 4, "truncation_tries": 4},
         0.75,
     ),
     (True, False): (
-        {
-            "hidden_features": (64, 64, 64),
-            "diffusion_steps": 2,
-            "num_draws": 4,
-            "spread_weighting": False,
-        },
+        {"hidden_features": (64, 64, 64), "diffusion_steps": 2, "num_draws": 4},
         0.3,
     ),
 }
@@ -431,6 +411,8 @@ class EnergyFlow(PosteriorEstimator):
         options.update(sized)
         options["max_steps"] = round(share * options["max_steps"])
         options["planned_patience"] = PLANNED_PATIENCE
+        # Every sized default trains without spread weights (sections 2.21 and 2.22).
+        options["spread_weighting"] = False
         return options
 
     def __init__(

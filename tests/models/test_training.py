@@ -307,7 +307,10 @@ def test_budget_defaults_apply_under_named_options_when_the_budget_is_given() ->
         # ... and truncation to the prior box (ignored where there is none)
         assert model.truncation_tries == (4 if few else 0), (budget, theta_dim)
         # the sized defaults train without spread weights (section 2.22); the unsized keep them
-        assert model.spread_weighting == (theta_dim is None), (budget, theta_dim)
+        assert (model.spread_weighting, model.spread_draws) == (theta_dim is None, 4), (
+            budget,
+            theta_dim,
+        )
         # a planned run ends after 30 epochs without a kept one (the SAEF: not measured)
         assert train.planned_patience == (None if theta_dim is None else 30)
     assert split_options("energy_flow", {"max_steps": 7}, 1_000, 10)[1].max_steps == 7
